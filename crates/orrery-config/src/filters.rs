@@ -54,7 +54,8 @@ impl Pattern {
 pub fn compile_full_match(re: &str) -> Result<Regex, String> {
     Regex::new(&format!("^(?:{re})$")).map_err(|e| {
         let detail = e.to_string();
-        let last = detail.lines().last().unwrap_or_default().trim().to_string();
+        let last = detail.lines().last().unwrap_or_default().trim();
+        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
         if re.contains("(?=") || re.contains("(?!") || re.contains("(?<=") || re.contains("(?<!") {
             format!("invalid regular expression /{re}/: look-around is not supported ({last})")
         } else {

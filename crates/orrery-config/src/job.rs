@@ -190,13 +190,6 @@ impl Compiler<'_> {
         if let Some(post) = inv.post_steps {
             self.expand_steps(post, &mut steps);
         }
-        if job_type == JobType::Build && steps.is_empty() && map.get("steps").is_some() {
-            self.warning(
-                format!("job `{}` has no steps", def.name),
-                def.node.span,
-                None,
-            );
-        }
 
         let parallelism = map.get("parallelism").and_then(|p| self.parallelism(p));
         let circleci_ip_ranges = map

@@ -405,7 +405,11 @@ pub(crate) fn bind(
                         values.push((decl.name.clone(), v));
                     }
                 }
-                None => missing.push(&*decl.name),
+                None => {
+                    missing.push(&*decl.name);
+                    // Bound to an empty value so the body does not report it again.
+                    values.push((decl.name.clone(), Node::str("", at)));
+                }
             },
         }
     }
