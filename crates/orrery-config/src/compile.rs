@@ -257,13 +257,20 @@ impl<'a> Compiler<'a> {
         let document = match yaml::parse(config, root_id) {
             Ok(d) => d,
             Err(e) => {
-                self.error(
+                let line_text = config
+                    .lines()
+                    .nth(e.line.saturating_sub(1) as usize)
+                    .unwrap_or("");
+                let hint = (line_text.contains("{{") && (line_text.contains('[') || line_text.contains('{')))
+                    .then(|| "inside `[...]` or `{...}`, quote values that hold `{{ ... }}` templates: [\"key-{{ .Branch }}\"]".to_string());
+                self.error_hint(
                     format!("Error parsing config file: yaml: {}", e.message),
                     Span {
                         source: root_id,
                         line: e.line.max(1),
                         col: e.col.max(1),
                     },
+                    hint,
                 );
                 return None;
             }
@@ -918,6 +925,49 @@ impl<'a> Compiler<'a> {
                 self.collect_names(*target, kind, &format!("{prefix}{alias}/"), depth + 1, out);
             }
         }
+    }
+
+    /// An element's definition with its arguments substituted, without the
+    /// `parameters` and `description` keys.
+    pub fn substitute_body(&mut self, def: &Def, bindings: &Bindings) -> Map {
+        let Some(map) = def.node.as_map() else {
+            return Map::default();
+        };
+        let lookup = |name: &str| bindings.get(name).cloned();
+        let known = || {
+            def.params
+                .iter()
+                .map(|d| d.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut sub = Substituter {
+            ns: Namespace::Parameters,
+            lookup: &lookup,
+            known: &known,
+            problems: Vec::new(),
+        };
+        let mut out = Map {
+            entries: Vec::with_capacity(map.len()),
+        };
+        for e in map.iter() {
+            if matches!(&*e.key, "parameters" | "description") {
+                continue;
+            }
+            let value = if self.version == ConfigVersion::V2_0 {
+                e.value.clone()
+            } else {
+                sub.node(&e.value)
+            };
+            out.entries.push(yaml::Entry {
+                key: e.key.clone(),
+                key_span: e.key_span,
+                value,
+            });
+        }
+        for p in sub.problems {
+            self.error_hint(p.message, p.span, p.hint);
+        }
+        out
     }
 
     /// Substitutes an element's parameters into its body.

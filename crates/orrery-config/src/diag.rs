@@ -59,8 +59,18 @@ impl fmt::Display for Diagnostic {
         if let Some(path) = &self.path {
             write!(f, "\n  at {path}")?;
         }
-        for t in &self.trace {
-            write!(f, "\n  in {t}")?;
+        // Repeated frames (a command calling itself) are shown once with a count.
+        let mut i = 0;
+        while i < self.trace.len() {
+            let run = self.trace[i..]
+                .iter()
+                .take_while(|t| **t == self.trace[i])
+                .count();
+            write!(f, "\n  in {}", self.trace[i])?;
+            if run > 1 {
+                write!(f, " (x{run})")?;
+            }
+            i += run;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;

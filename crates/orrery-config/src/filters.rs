@@ -50,8 +50,29 @@ impl Pattern {
     }
 }
 
-/// Compiles a Java-style regex so that it must match the whole input.
+/// Compiles a Java-style regex so that it must match the whole input. Compiled
+/// regexes are cached per thread: the same filter is checked for every matrix
+/// cell and every pipeline.
 pub fn compile_full_match(re: &str) -> Result<Regex, String> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Result<Regex, String>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    CACHE.with(|cache| {
+        if let Some(hit) = cache.borrow().get(re) {
+            return hit.clone();
+        }
+        let result = compile_uncached(re);
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(re.to_string(), result.clone());
+        result
+    })
+}
+
+fn compile_uncached(re: &str) -> Result<Regex, String> {
     Regex::new(&format!("^(?:{re})$")).map_err(|e| {
         let detail = e.to_string();
         let last = detail.lines().last().unwrap_or_default().trim();

@@ -57,16 +57,6 @@ struct ExecutorParts {
     environment: IndexMap<String, String>,
 }
 
-fn without(map: &Map, keys: &[&str]) -> Map {
-    Map {
-        entries: map
-            .iter()
-            .filter(|e| !keys.contains(&&*e.key))
-            .cloned()
-            .collect(),
-    }
-}
-
 impl Compiler<'_> {
     /// The `type` a job definition declares, if any (`approval` has no body).
     pub fn job_def_type(def: &Def) -> Option<&str> {
@@ -85,14 +75,8 @@ impl Compiler<'_> {
         let mut problems = Vec::new();
         let bindings = params::bind(&def.params, &inv.args, inv.at, &mut problems);
         self.param_problems(problems);
-        let empty = Map::default();
-        let def_map = def.node.as_map().unwrap_or(&empty);
-        let body = Node::new(
-            Value::Map(without(def_map, &["parameters", "description"])),
-            def.node.span,
-        );
-        let body = self.substitute_parameters(&body, &bindings, &def.params);
-        let map = body.as_map().unwrap_or(&empty);
+        let body = self.substitute_body(def, &bindings);
+        let map = &body;
         self.check_keys(map, JOB_KEYS, &format!("job `{}`", def.name));
 
         let job_type = match map.get("type") {
@@ -326,14 +310,8 @@ impl Compiler<'_> {
         let mut problems = Vec::new();
         let bindings = params::bind(&def.params, &args, node.span, &mut problems);
         self.param_problems(problems);
-        let empty = Map::default();
-        let def_map = def.node.as_map().unwrap_or(&empty);
-        let body = Node::new(
-            Value::Map(without(def_map, &["parameters", "description"])),
-            def.node.span,
-        );
-        let body = self.substitute_parameters(&body, &bindings, &def.params);
-        let map = body.as_map().unwrap_or(&empty);
+        let body = self.substitute_body(&def, &bindings);
+        let map = &body;
         let mut parts = ExecutorParts::default();
         let kinds: Vec<&str> = ["docker", "machine", "macos", "windows"]
             .into_iter()

@@ -440,6 +440,25 @@ impl Namespace {
     }
 }
 
+/// Whether `s` contains `<<`; `memchr` on `<` is much faster than a substring
+/// search on the hot path (most strings have no `<` at all).
+pub(crate) fn has_angle_pair(s: &str) -> bool {
+    find_pair(s.as_bytes()).is_some()
+}
+
+/// The offset of the first `<<`.
+fn find_pair(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = bytes[from..].iter().position(|b| *b == b'<') {
+        let at = from + i;
+        if bytes.get(at + 1) == Some(&b'<') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// A reference found in a string: byte range and the name after the prefix.
 struct Reference<'a> {
     start: usize,
@@ -452,7 +471,7 @@ fn find_references(s: &str, ns: Namespace) -> Vec<Reference<'_>> {
     let mut refs = Vec::new();
     let bytes = s.as_bytes();
     let mut from = 0;
-    while let Some(off) = s[from..].find("<<") {
+    while let Some(off) = find_pair(&bytes[from..]) {
         let start = from + off;
         from = start + 2;
         if start > 0 && bytes[start - 1] == b'\\' {
@@ -527,17 +546,22 @@ impl Substituter<'_> {
             entries: Vec::with_capacity(map.len()),
         };
         for entry in map.iter() {
-            let key: Arc<str> = if entry.key.contains("<<") {
+            let value = self.node(&entry.value);
+            if has_angle_pair(&entry.key) {
+                // A substituted key may now equal another key: the later wins.
                 let k = self.string(&entry.key, entry.key_span);
-                match k.scalar_text() {
+                let key = match k.scalar_text() {
                     Some(t) => Arc::from(t.as_ref()),
                     None => entry.key.clone(),
-                }
+                };
+                out.insert(key, entry.key_span, value);
             } else {
-                entry.key.clone()
-            };
-            let value = self.node(&entry.value);
-            out.insert(key, entry.key_span, value);
+                out.entries.push(crate::yaml::Entry {
+                    key: entry.key.clone(),
+                    key_span: entry.key_span,
+                    value,
+                });
+            }
         }
         out
     }
@@ -577,7 +601,7 @@ impl Substituter<'_> {
     }
 
     pub fn string(&mut self, s: &Arc<str>, span: Span) -> Node {
-        if !s.contains("<<") {
+        if !has_angle_pair(s) {
             return Node::new(Value::Str(s.clone()), span);
         }
         let sectioned;
@@ -695,7 +719,7 @@ impl Substituter<'_> {
 fn find_tag(s: &str, marks: &[char], want: Option<&str>) -> Option<(usize, usize, bool, String)> {
     let bytes = s.as_bytes();
     let mut from = 0;
-    while let Some(off) = s[from..].find("<<") {
+    while let Some(off) = find_pair(&bytes[from..]) {
         let start = from + off;
         from = start + 2;
         let mut i = start + 2;

@@ -164,7 +164,11 @@ fn report(
     text: &str,
     compiled: &Compiled,
 ) -> anyhow::Result<ExitCode> {
-    let output = compiled.plan.as_ref().map(|plan| print::render(plan, text));
+    let output = compiled
+        .plan
+        .as_ref()
+        .filter(|_| process)
+        .map(|plan| print::render(plan, text));
     if args.json {
         let mut doc = serde_json::json!({
             "valid": compiled.is_valid(),
@@ -178,10 +182,10 @@ fn report(
         for d in &compiled.diagnostics {
             eprintln!("{d}");
         }
-        match (&output, process) {
-            (Some(out), true) => print!("{out}"),
-            (Some(_), false) => println!("Config file at {} is valid.", args.path.display()),
-            (None, _) => {
+        match (&output, compiled.is_valid()) {
+            (Some(out), _) => print!("{out}"),
+            (None, true) => println!("Config file at {} is valid.", args.path.display()),
+            (None, false) => {
                 let n = compiled.errors().count();
                 eprintln!(
                     "\nconfig {} has {n} error{}",

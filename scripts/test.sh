@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and .ci/run calls it.
+#
+# It installs what the tests need when it is missing (cargo-nextest), then runs
+# every test of the workspace with nextest, the doc tests, and the licence check.
+# Run it from anywhere: it works in the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "tests (cargo nextest)"
+cargo nextest run --workspace --no-fail-fast "$@"
+
+log "doc tests"
+cargo test --workspace --doc --quiet
+
+log "dependency licences"
+python3 scripts/check-licenses.py
