@@ -92,7 +92,7 @@ fn typed_value(text: &str) -> InputValue {
     }
 }
 
-fn parse_parameters(arg: &str) -> anyhow::Result<IndexMap<String, InputValue>> {
+pub(crate) fn parse_parameters(arg: &str) -> anyhow::Result<IndexMap<String, InputValue>> {
     let text = match arg.strip_prefix('@') {
         Some(file) => {
             std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?

@@ -1,6 +1,7 @@
 //! Command definitions and dispatch.
 
 mod config;
+mod local;
 mod orb;
 
 use std::path::PathBuf;
@@ -28,12 +29,16 @@ enum Command {
     /// Pack, import and list orbs
     #[command(subcommand)]
     Orb(orb::OrbCommand),
+    /// Run workflows on this machine, from the working tree
+    #[command(subcommand)]
+    Local(local::LocalCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(c) => config::run(c),
         Command::Orb(c) => orb::run(c),
+        Command::Local(c) => local::run(c),
     }
 }
 

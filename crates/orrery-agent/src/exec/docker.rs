@@ -1,0 +1,559 @@
+//! The Docker executor, on a real Docker Engine.
+//!
+//! The first image is the primary container: steps run in it (as `docker
+//! exec`), and its main process is the in-job `circleci agent keepalive` under
+//! Docker's init, unless the config gives it an entrypoint or command. The
+//! other images are service containers that share the primary's network
+//! namespace, so everything they listen on is reachable on `localhost`; each
+//! service's `name` is an extra host name for 127.0.0.1. The host task directory
+//! is mounted at [`TASK_DATA`]. Every container carries the label
+//! `orrery.task=<task id>` and is removed (with its volumes) at the end,
+//! whatever happened.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use orrery_config::{CommandLine, DockerImage};
+
+use super::{Chunk, Cmd, Proc, StartError, Waiter};
+
+/// Where the task directory appears inside the primary container.
+pub const TASK_DATA: &str = "/.circleci-task-data";
+
+/// The label every container of a task carries.
+pub const TASK_LABEL: &str = "orrery.task";
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a Docker environment is started from.
+pub struct DockerStart<'a> {
+    pub task_id: &'a str,
+    pub images: &'a [DockerImage],
+    pub resource_class: Option<&'a str>,
+    /// The host task directory, mounted at [`TASK_DATA`].
+    pub task_dir: &'a Path,
+    /// Mount the engine's socket for `setup_remote_docker`.
+    pub docker_socket: bool,
+}
+
+pub struct DockerEnv {
+    docker: Docker,
+    containers: Vec<(String, String)>,
+    primary: String,
+    user: Option<String>,
+    home: String,
+    path: String,
+}
+
+/// Connects to the local engine (`DOCKER_HOST` or the default socket) and
+/// agrees on an API version it speaks.
+pub async fn connect() -> Result<Docker, StartError> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| StartError::Infrastructure(format!("cannot reach the Docker engine: {e}")))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| StartError::Infrastructure(format!("cannot reach the Docker engine: {e}")))
+}
+
+/// CPUs and memory (bytes) of a CircleCI Docker resource class.
+fn resources(class: Option<&str>) -> (f64, i64) {
+    let gb = 1024 * 1024 * 1024;
+    match class.unwrap_or("medium") {
+        "small" => (1.0, 2 * gb),
+        "medium+" => (3.0, 6 * gb),
+        "large" => (4.0, 8 * gb),
+        "xlarge" => (8.0, 16 * gb),
+        "2xlarge" => (16.0, 32 * gb),
+        "2xlarge+" => (20.0, 40 * gb),
+        _ => (2.0, 4 * gb),
+    }
+}
+
+fn command_line(c: &CommandLine) -> Vec<String> {
+    match c {
+        CommandLine::List(items) => items.clone(),
+        // A string runs as Docker runs a string command: through a shell.
+        CommandLine::String(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+    }
+}
+
+fn env_list(env: &indexmap::IndexMap<String, String>) -> Vec<String> {
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+impl DockerEnv {
+    pub fn task_data(&self) -> &str {
+        TASK_DATA
+    }
+
+    pub fn home(&self) -> &str {
+        &self.home
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Pulls what is missing, creates and starts the containers. `log` gets
+    /// the lines shown under "Spin up environment".
+    pub async fn start(
+        docker: Docker,
+        start: DockerStart<'_>,
+        log: &mut (dyn FnMut(String) + Send),
+    ) -> Result<DockerEnv, StartError> {
+        let Some(primary_image) = start.images.first() else {
+            return Err(StartError::Job(
+                "the docker executor needs at least one image".into(),
+            ));
+        };
+        let mut env = DockerEnv {
+            docker: docker.clone(),
+            containers: Vec::new(),
+            primary: String::new(),
+            user: primary_image.user.clone(),
+            home: "/root".into(),
+            path: DEFAULT_PATH.into(),
+        };
+        match env.start_inner(&start, log).await {
+            Ok(()) => Ok(env),
+            Err(e) => {
+                env.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_inner(
+        &mut self,
+        start: &DockerStart<'_>,
+        log: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), StartError> {
+        let mut image_paths = Vec::new();
+        for image in start.images {
+            let config_path = self.ensure_image(image, log).await?;
+            image_paths.push(config_path);
+        }
+        let (cpus, memory) = resources(start.resource_class);
+        let (host_cpus, host_memory) = match self.docker.info().await {
+            Ok(info) => (
+                info.ncpu.unwrap_or(1) as f64,
+                info.mem_total.unwrap_or(i64::MAX),
+            ),
+            Err(e) => {
+                return Err(StartError::Infrastructure(format!(
+                    "cannot query the Docker engine: {e}"
+                )));
+            }
+        };
+        let nano_cpus = (cpus.min(host_cpus) * 1e9) as i64;
+        let memory = memory.min(host_memory);
+        let extra_hosts: Vec<String> = start
+            .images
+            .iter()
+            .filter_map(|i| i.name.as_ref())
+            .map(|n| format!("{n}:127.0.0.1"))
+            .collect();
+        let labels: HashMap<String, String> =
+            [(TASK_LABEL.to_string(), start.task_id.to_string())].into();
+
+        // The primary container.
+        let primary = &start.images[0];
+        let mut binds = vec![format!("{}:{TASK_DATA}", start.task_dir.display())];
+        if start.docker_socket {
+            binds.push("/var/run/docker.sock:/var/run/docker.sock".into());
+        }
+        let keepalive = vec![
+            format!("{TASK_DATA}/bin/circleci"),
+            "agent".into(),
+            "keepalive".into(),
+        ];
+        let (entrypoint, cmd) = match (&primary.entrypoint, &primary.command) {
+            (None, None) => (Some(keepalive), None),
+            (e, c) => (
+                e.as_ref().map(command_line),
+                c.as_ref().map(|c| match c {
+                    CommandLine::List(items) => items.clone(),
+                    CommandLine::String(s) => vec![s.clone()],
+                }),
+            ),
+        };
+        let body = ContainerCreateBody {
+            image: Some(primary.image.clone()),
+            entrypoint,
+            cmd,
+            env: Some(env_list(&primary.environment)),
+            user: primary.user.clone(),
+            labels: Some(labels.clone()),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                init: Some(true),
+                nano_cpus: Some(nano_cpus),
+                memory: Some(memory),
+                extra_hosts: Some(extra_hosts.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!("orrery-{}-0", start.task_id);
+        let id = self.create_and_start(&name, body, &primary.image).await?;
+        self.primary = id.clone();
+        log(format!(
+            "Started primary container {} ({})",
+            primary.image,
+            short(&id)
+        ));
+
+        // Service containers, in the primary's network namespace.
+        for (i, service) in start.images.iter().enumerate().skip(1) {
+            let body = ContainerCreateBody {
+                image: Some(service.image.clone()),
+                entrypoint: service.entrypoint.as_ref().map(command_line),
+                cmd: service.command.as_ref().map(|c| match c {
+                    CommandLine::List(items) => items.clone(),
+                    CommandLine::String(s) => vec![s.clone()],
+                }),
+                env: Some(env_list(&service.environment)),
+                user: service.user.clone(),
+                labels: Some(labels.clone()),
+                host_config: Some(HostConfig {
+                    network_mode: Some(format!("container:{id}")),
+                    init: Some(true),
+                    nano_cpus: Some(nano_cpus),
+                    memory: Some(memory),
+                    extra_hosts: None,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let name = format!("orrery-{}-{i}", start.task_id);
+            let sid = self.create_and_start(&name, body, &service.image).await?;
+            log(format!(
+                "Started service container {} ({})",
+                service.image,
+                short(&sid)
+            ));
+        }
+        // A service that exited at once will not serve this job.
+        for (cid, image) in self.containers.iter().skip(1) {
+            if let Some(message) = self.exited(cid, image).await {
+                return Err(StartError::Job(message));
+            }
+        }
+        if let Some(message) = self.exited(&self.primary, &primary.image).await {
+            return Err(StartError::Job(message));
+        }
+
+        // The environment steps see.
+        let image_path = image_paths[0].clone();
+        self.path = format!(
+            "{TASK_DATA}/bin:{}",
+            image_path.unwrap_or_else(|| DEFAULT_PATH.into())
+        );
+        let home = self
+            .capture(vec![
+                format!("{TASK_DATA}/bin/circleci"),
+                "agent".into(),
+                "home".into(),
+            ])
+            .await
+            .map_err(|e| {
+                StartError::Job(format!("the primary container cannot run commands: {e}"))
+            })?;
+        self.home = home.trim().to_string();
+        Ok(())
+    }
+
+    /// Why a container is no longer running, if it is not.
+    pub async fn exited(&self, id: &str, image: &str) -> Option<String> {
+        let info = self.docker.inspect_container(id, None).await.ok()?;
+        let state = info.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        let code = state.exit_code.unwrap_or(-1);
+        let logs = self.logs(id).await;
+        Some(format!(
+            "container {image} exited with code {code} right after starting{}",
+            if logs.is_empty() {
+                String::new()
+            } else {
+                format!("; its last output:\n{logs}")
+            }
+        ))
+    }
+
+    async fn logs(&self, id: &str) -> String {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail("20")
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        out.trim_end().to_string()
+    }
+
+    /// Makes sure an image is present, pulling it only when absent. Returns
+    /// the image's `PATH`.
+    async fn ensure_image(
+        &self,
+        image: &DockerImage,
+        log: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Option<String>, StartError> {
+        let path_of = |inspect: &bollard::models::ImageInspect| {
+            inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.env.as_ref())
+                .and_then(|env| {
+                    env.iter()
+                        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+                })
+        };
+        if let Ok(found) = self.docker.inspect_image(&image.image).await {
+            log(format!("Using image {} (present locally)", image.image));
+            return Ok(path_of(&found));
+        }
+        log(format!("Pulling image {}", image.image));
+        let credentials = image.auth.as_ref().map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            ..Default::default()
+        });
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&image.image)
+            .build();
+        let mut pull = self.docker.create_image(Some(options), None, credentials);
+        while let Some(item) = pull.next().await {
+            if let Err(e) = item {
+                return Err(StartError::Job(format!(
+                    "image {} is not on this machine and could not be pulled: {}",
+                    image.image,
+                    clean_error(&e)
+                )));
+            }
+        }
+        match self.docker.inspect_image(&image.image).await {
+            Ok(found) => Ok(path_of(&found)),
+            Err(e) => Err(StartError::Job(format!(
+                "image {} could not be pulled: {}",
+                image.image,
+                clean_error(&e)
+            ))),
+        }
+    }
+
+    async fn create_and_start(
+        &mut self,
+        name: &str,
+        body: ContainerCreateBody,
+        image: &str,
+    ) -> Result<String, StartError> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| {
+                StartError::Job(format!(
+                    "cannot create a container for {image}: {}",
+                    clean_error(&e)
+                ))
+            })?;
+        self.containers
+            .push((created.id.clone(), image.to_string()));
+        self.docker
+            .start_container(&created.id, None)
+            .await
+            .map_err(|e| {
+                StartError::Job(format!(
+                    "cannot start the container for {image}: {}",
+                    clean_error(&e)
+                ))
+            })?;
+        Ok(created.id)
+    }
+
+    /// Runs a command to its end and returns its standard output.
+    async fn capture(&self, argv: Vec<String>) -> std::io::Result<String> {
+        let mut proc = self
+            .spawn(Cmd {
+                argv,
+                env: vec![("PATH".into(), self.path.clone())],
+                cwd: None,
+                stdin: false,
+            })
+            .await?;
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        while let Some(chunk) = proc.output.next().await {
+            let chunk = chunk?;
+            if chunk.stderr {
+                err.extend(chunk.data);
+            } else {
+                out.extend(chunk.data);
+            }
+        }
+        let code = proc.wait().await?;
+        if code != 0 {
+            return Err(std::io::Error::other(format!(
+                "exit code {code}: {}",
+                String::from_utf8_lossy(&err).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    pub async fn spawn(&self, cmd: Cmd) -> std::io::Result<Proc> {
+        let mut env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !cmd.env.iter().any(|(k, _)| k == "PATH") {
+            env.push(format!("PATH={}", self.path));
+        }
+        let options = CreateExecOptions {
+            cmd: Some(cmd.argv.clone()),
+            env: Some(env),
+            working_dir: cmd.cwd.clone(),
+            user: self.user.clone(),
+            attach_stdin: Some(cmd.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&self.primary, options)
+            .await
+            .map_err(|e| std::io::Error::other(clean_error(&e)))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| std::io::Error::other(clean_error(&e)))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(std::io::Error::other("the exec did not attach"));
+        };
+        let output = output.map(|item| {
+            item.map(|log| match log {
+                LogOutput::StdErr { message } => Chunk {
+                    stderr: true,
+                    data: message.to_vec(),
+                },
+                LogOutput::StdOut { message }
+                | LogOutput::Console { message }
+                | LogOutput::StdIn { message } => Chunk {
+                    stderr: false,
+                    data: message.to_vec(),
+                },
+            })
+            .map_err(|e| std::io::Error::other(clean_error(&e)))
+        });
+        Ok(Proc {
+            output: Box::pin(output),
+            stdin: cmd.stdin.then_some(input),
+            waiter: Waiter::Docker(self.docker.clone(), exec.id),
+        })
+    }
+
+    /// Removes every container of the task, with its volumes.
+    pub async fn stop(&mut self) {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        // Services first, then the primary whose network they use.
+        for (id, _) in self.containers.iter().rev() {
+            if let Err(e) = self
+                .docker
+                .remove_container(id, Some(options.clone()))
+                .await
+            {
+                tracing::warn!(container = %id, error = %e, "could not remove container");
+            }
+        }
+        self.containers.clear();
+    }
+}
+
+/// The exit code of a finished exec. Docker may report the exec as running
+/// for a moment after its output ends.
+pub(crate) async fn exit_code(docker: &Docker, exec_id: &str) -> std::io::Result<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let inspect = docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| std::io::Error::other(clean_error(&e)))?;
+        if inspect.running != Some(true) {
+            return Ok(inspect.exit_code.unwrap_or(-1) as i32);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(std::io::Error::other(
+                "the command's output ended but Docker still reports it running",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Removes containers left by tasks that did not clean up (a killed runner).
+pub async fn remove_leftovers(docker: &Docker, task_ids: Option<&[String]>) -> usize {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![TASK_LABEL.to_string()]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(list) = docker.list_containers(Some(options)).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for c in list {
+        let task = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TASK_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        if task_ids.is_some_and(|ids| !ids.contains(&task)) {
+            continue;
+        }
+        if let Some(id) = c.id {
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            if docker.remove_container(&id, Some(options)).await.is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Docker's error text without bollard's wrapping.
+fn clean_error(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
