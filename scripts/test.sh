@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it and .ci/run calls it.
 #
-# It installs what the tests need when it is missing (cargo-nextest), then runs
-# every test of the workspace with nextest, the doc tests, and the licence check.
+# It installs and starts what the tests need when it is missing (cargo-nextest,
+# git, Docker Engine and the test images), then runs every test of the
+# workspace with nextest, the doc tests, and the licence check.
 # Run it from anywhere: it works in the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+if ! command -v git >/dev/null 2>&1; then
+  log "installing git"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+
+log "Docker Engine and test images"
+scripts/test-images.sh
 
 log "tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast "$@"

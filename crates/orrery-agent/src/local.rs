@@ -273,8 +273,12 @@ impl TaskBackend for LocalBackend {
             Err(e) => return Err(e.into()),
         };
         let mut runs: Vec<(SystemTime, Vec<TestCase>)> = Vec::new();
+        // Only earlier runs count: every node of this run must split the same
+        // way, whichever of them finished first.
+        let this_run = format!("{}-", encode_name(&self.task.run_id));
         while let Some(entry) = entries.next_entry().await? {
-            if !entry.file_name().to_string_lossy().ends_with(".json") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".json") || name.starts_with(&this_run) {
                 continue;
             }
             let modified = entry
@@ -460,6 +464,35 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn timings_come_from_earlier_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let case = |name: &str, t: f64| TestCase {
+            classname: "c".into(),
+            name: name.into(),
+            file: Some(format!("{name}.py")),
+            result: orrery_testresults::TestResult::Success,
+            message: None,
+            run_time: t,
+            source: "x".into(),
+        };
+        let mut earlier = backend(dir.path(), "test", 0);
+        earlier.task.run_id = "run0".into();
+        earlier
+            .test_results_save(vec![case("a", 1.0)])
+            .await
+            .unwrap();
+        // A node of the current run finished first: the others must not see it.
+        let current = backend(dir.path(), "test", 0);
+        current
+            .test_results_save(vec![case("b", 2.0)])
+            .await
+            .unwrap();
+        let timings = backend(dir.path(), "test", 1).timings().await.unwrap();
+        let names: Vec<&str> = timings.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
     }
 
     #[tokio::test]

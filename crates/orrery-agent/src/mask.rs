@@ -120,7 +120,7 @@ mod tests {
         );
         assert_eq!(
             run(&["abcd", "abcdef"], &["xabcdefx abcdx"]),
-            "x******** ********x"
+            "x********x ********x"
         );
     }
 

@@ -161,7 +161,16 @@ impl<B: TaskBackend> Run<B> {
             });
             let outcome = match self.step(step).await {
                 Ok(()) => StepOutcome::Success,
-                Err(outcome) => outcome,
+                Err(outcome) => {
+                    // A step that failed may have failed because a service died:
+                    // say so where the failure is shown.
+                    if let Some(Environment::Docker(d)) = &self.env {
+                        for message in d.dead_services().await {
+                            self.out(message);
+                        }
+                    }
+                    outcome
+                }
             };
             self.record(step.display_name(), outcome, started);
             if self.task_dir.join("halt").exists() {

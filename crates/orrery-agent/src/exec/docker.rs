@@ -275,6 +275,17 @@ impl DockerEnv {
         Ok(())
     }
 
+    /// A message for each service container that is no longer running.
+    pub async fn dead_services(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, image) in self.containers.iter().skip(1) {
+            if let Some(message) = self.exited(id, image).await {
+                out.push(format!("Service {message}"));
+            }
+        }
+        out
+    }
+
     /// Why a container is no longer running, if it is not.
     pub async fn exited(&self, id: &str, image: &str) -> Option<String> {
         let info = self.docker.inspect_container(id, None).await.ok()?;
@@ -285,7 +296,7 @@ impl DockerEnv {
         let code = state.exit_code.unwrap_or(-1);
         let logs = self.logs(id).await;
         Some(format!(
-            "container {image} exited with code {code} right after starting{}",
+            "container {image} exited with code {code}{}",
             if logs.is_empty() {
                 String::new()
             } else {

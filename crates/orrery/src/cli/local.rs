@@ -274,6 +274,11 @@ async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
     let data = data_dir(args.data_dir.clone()).join("local");
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     let run_id = new_id();
+    println!(
+        "Run {run_id} of {} at {}",
+        args.config.display(),
+        &checkout.revision[..checkout.revision.len().min(12)]
+    );
     let pipeline_id = new_id();
     let project = format!("local/{}/{}", checkout.org, checkout.repo);
     let slots = args
@@ -304,6 +309,7 @@ async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Tagged>();
     let printer = tokio::spawn(async move {
         let mut partial: HashMap<(String, usize), Vec<u8>> = HashMap::new();
+        let mut names: HashMap<(String, usize), String> = HashMap::new();
         let mut out = std::io::stdout();
         while let Some(t) = rx.recv().await {
             let prefix = if prefixed {
@@ -328,6 +334,7 @@ async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
                         style.paint("1", &format!("{mark} {}", first_line(&name)))
                     );
                     partial.remove(&(t.label.clone(), index));
+                    names.insert((t.label.clone(), index), first_line(&name).to_string());
                 }
                 TaskEvent::Output { index, data } => {
                     let buf = partial.entry((t.label.clone(), index)).or_default();
@@ -348,12 +355,13 @@ async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
                         let _ = writeln!(out, "{prefix}  {}", String::from_utf8_lossy(&rest));
                     }
                     let took = format!("{:.1}s", duration.as_secs_f64());
+                    let name = names.remove(&(t.label.clone(), index)).unwrap_or_default();
                     let line = if outcome.is_success() {
-                        style.paint("32", &format!("✔ step {index} done ({took})"))
+                        style.paint("32", &format!("✔ {name} ({took})"))
                     } else {
                         style.paint(
                             "31",
-                            &format!("✘ step {index} {} ({took})", outcome_word(&outcome)),
+                            &format!("✘ {name}: {} ({took})", outcome_word(&outcome)),
                         )
                     };
                     let _ = writeln!(out, "{prefix}{line}");
