@@ -83,6 +83,28 @@ struct Run<B> {
     background: Vec<Background>,
 }
 
+/// Drains a process: exit code, stdout, stderr.
+async fn collect(
+    proc: std::io::Result<crate::exec::Proc>,
+) -> std::io::Result<(i32, String, String)> {
+    let mut proc = proc?;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(chunk) = proc.output.next().await {
+        let chunk = chunk?;
+        if chunk.stderr {
+            err.extend(chunk.data);
+        } else {
+            out.extend(chunk.data);
+        }
+    }
+    let code = proc.wait().await?;
+    Ok((
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    ))
+}
+
 /// The result of one step's work, before it is recorded.
 type StepResult = Result<(), StepOutcome>;
 
@@ -324,43 +346,56 @@ impl<B: TaskBackend> Run<B> {
             None => return Err(StartError::Job("the job has no executor".into())),
         };
         self.env = Some(env);
-        // The default shell: bash when the image has it.
-        let has_bash = self
-            .capture(
-                vec![
-                    self.circleci(),
-                    "agent".into(),
-                    "exists".into(),
-                    "/bin/bash".into(),
-                ],
-                None,
-            )
+        // One command learns the home, whether bash is there, and creates the
+        // working directory.
+        let job_wd = self.job().effective_working_directory().to_string();
+        let wd_spec = if job_wd == "~" {
+            ".".to_string()
+        } else if let Some(rest) = job_wd.strip_prefix("~/") {
+            rest.to_string()
+        } else {
+            job_wd.clone()
+        };
+        let env_ref = self.env.as_ref().expect("started");
+        let prepare = Cmd {
+            argv: vec![
+                format!("{}/bin/circleci", env_ref.task_data()),
+                "agent".into(),
+                "prepare".into(),
+                "--mkdir".into(),
+                wd_spec,
+                "/bin/bash".into(),
+            ],
+            env: vec![("PATH".into(), env_ref.path().to_string())],
+            cwd: None,
+            stdin: false,
+        };
+        let (code, out, err) = collect(env_ref.spawn(prepare).await)
             .await
-            .map(|(code, _, _)| code == 0)
-            .unwrap_or(false);
+            .map_err(|e| StartError::Job(format!("cannot run commands in the environment: {e}")))?;
+        if code != 0 {
+            return Err(StartError::Job(format!(
+                "cannot prepare the working directory {job_wd}: {}",
+                err.trim()
+            )));
+        }
+        let mut has_bash = false;
+        for line in out.lines() {
+            if let Some(home) = line.strip_prefix("home=") {
+                if let Some(env) = self.env.as_mut() {
+                    env.set_home(home.to_string());
+                }
+            } else if line == "exists=/bin/bash" {
+                has_bash = true;
+            }
+        }
         self.default_shell = if has_bash {
             "/bin/bash -eo pipefail"
         } else {
             "/bin/sh -eo pipefail"
         }
         .into();
-        let wd = self.working_directory(None);
-        match self
-            .capture(
-                vec![self.circleci(), "agent".into(), "mkdir".into(), wd.clone()],
-                None,
-            )
-            .await
-        {
-            Ok((0, _, _)) => Ok(()),
-            Ok((_, _, err)) => Err(StartError::Job(format!(
-                "cannot create the working directory {wd}: {}",
-                err.trim()
-            ))),
-            Err(e) => Err(StartError::Job(format!(
-                "cannot run commands in the environment: {e}"
-            ))),
-        }
+        Ok(())
     }
 
     /// The implicit second step: the environment variables, secrets masked.
@@ -494,7 +529,7 @@ impl<B: TaskBackend> Run<B> {
         argv: Vec<String>,
         cwd: Option<String>,
     ) -> std::io::Result<(i32, String, String)> {
-        let mut proc = self
+        let proc = self
             .env()
             .spawn(Cmd {
                 argv,
@@ -502,22 +537,8 @@ impl<B: TaskBackend> Run<B> {
                 cwd,
                 stdin: false,
             })
-            .await?;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        while let Some(chunk) = proc.output.next().await {
-            let chunk = chunk?;
-            if chunk.stderr {
-                err.extend(chunk.data);
-            } else {
-                out.extend(chunk.data);
-            }
-        }
-        let code = proc.wait().await?;
-        Ok((
-            code,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        ))
+            .await;
+        collect(proc).await
     }
 
     /// Runs an internal command with `input` on its stdin; returns its exit

@@ -40,6 +40,8 @@ Commands the runner uses inside a job (not meant to be typed):
   agent mkdir DIR                         create a directory and its parents
   agent home                              print the user's home directory
   agent exists PATH                       exit 0 when PATH exists
+  agent prepare [--mkdir DIR] PATH...     spin-up facts: home, which PATHs exist
+  agent serve --socket PATH               run the runner's commands sent over a Unix socket
 ";
 
 /// Runs `agent <sub>`; `keepalive` is handled by the caller.
@@ -52,6 +54,22 @@ pub fn command(sub: &str, argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcom
         "mkdir" => mkdir(argv, env),
         "home" => home(io, env),
         "exists" => exists(argv, env),
+        "prepare" => prepare(argv, io, env),
+        "serve" => {
+            let parsed = args::parse(
+                argv,
+                &Spec {
+                    values: &["socket"],
+                    switches: &[],
+                },
+            )?;
+            let socket = parsed
+                .value("socket")
+                .ok_or_else(|| Failure::Usage("agent serve needs --socket PATH".into()))?;
+            crate::serve::serve(&env.resolve(socket))
+                .map_err(|e| Failure::Error(format!("cannot serve on {socket}: {e}")))?;
+            Ok(0)
+        }
         "help" | "--help" | "-h" => {
             io.stdout
                 .write_all(USAGE.as_bytes())
@@ -104,7 +122,7 @@ fn exec(argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcome {
     if !env.cwd.as_os_str().is_empty() {
         command.current_dir(&env.cwd);
     }
-    let mut child = match command.spawn() {
+    let child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             let reason = format!("cannot start `{program}`: {e}");
@@ -120,18 +138,29 @@ fn exec(argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcome {
         let _ = fs::write(f, pid.to_string());
     }
     let group = rustix::process::Pid::from_raw(pid as i32);
+    // The child is waited for on its own thread, so the exit is seen at once;
+    // this thread watches the cancel file meanwhile.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut child = child;
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
     let mut stop_started: Option<Instant> = None;
     let mut killed = false;
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
+        let tick = if stop_started.is_some() { 20 } else { 50 };
+        match rx.recv_timeout(Duration::from_millis(tick)) {
+            Ok(Ok(status)) => {
                 return Ok(status
                     .code()
                     .or_else(|| status.signal().map(|s| 128 + s))
                     .unwrap_or(1));
             }
-            Ok(None) => {}
-            Err(e) => return Err(Failure::Error(format!("lost the command: {e}"))),
+            Ok(Err(e)) => return Err(Failure::Error(format!("lost the command: {e}"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Failure::Error("lost the command".into()));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         if stop_started.is_none() && cancel_file.as_ref().is_some_and(|f| f.exists()) {
             if let Some(g) = group {
@@ -148,11 +177,6 @@ fn exec(argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcome {
             }
             killed = true;
         }
-        std::thread::sleep(Duration::from_millis(if stop_started.is_some() {
-            20
-        } else {
-            50
-        }));
     }
 }
 
@@ -436,8 +460,40 @@ fn exists(argv: &[String], env: &Env) -> Outcome {
     })
 }
 
+/// `agent prepare [--mkdir DIR] [--probe PATH]...`: what the runner needs at
+/// spin-up, in one command: prints `home=<home>` and `exists=<path>` for each
+/// probed path that exists, after creating DIR (a relative DIR is relative to
+/// the home).
+fn prepare(argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcome {
+    let parsed = args::parse(
+        argv,
+        &Spec {
+            values: &["mkdir"],
+            switches: &[],
+        },
+    )?;
+    let home = home_dir(env);
+    if let Some(dir) = parsed.value("mkdir") {
+        let dir = Path::new(&home).join(dir);
+        fs::create_dir_all(&dir)
+            .map_err(|e| Failure::Error(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    writeln!(io.stdout, "home={home}").map_err(Failure::write)?;
+    for path in &parsed.positionals {
+        if fs::symlink_metadata(path).is_ok() {
+            writeln!(io.stdout, "exists={path}").map_err(Failure::write)?;
+        }
+    }
+    Ok(0)
+}
+
 /// `$HOME`, else the user's entry in `/etc/passwd`, else `/`.
 fn home(io: &mut Io<'_>, env: &Env) -> Outcome {
+    writeln!(io.stdout, "{}", home_dir(env)).map_err(Failure::write)?;
+    Ok(0)
+}
+
+fn home_dir(env: &Env) -> String {
     let home = env.var("HOME").map(str::to_string).or_else(|| {
         let uid = rustix::process::getuid().as_raw();
         let passwd = fs::read_to_string("/etc/passwd").ok()?;
@@ -447,8 +503,7 @@ fn home(io: &mut Io<'_>, env: &Env) -> Outcome {
                 .then(|| fields[5].to_string())
         })
     });
-    writeln!(io.stdout, "{}", home.unwrap_or_else(|| "/".into())).map_err(Failure::write)?;
-    Ok(0)
+    home.unwrap_or_else(|| "/".into())
 }
 
 /// Makes a file executable (tests use it to build trees).

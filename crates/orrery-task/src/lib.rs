@@ -40,6 +40,7 @@ pub mod agent;
 pub mod args;
 pub mod glob;
 pub mod job;
+pub mod serve;
 pub mod split;
 pub mod subst;
 pub mod testrun;

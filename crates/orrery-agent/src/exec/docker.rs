@@ -1,8 +1,11 @@
 //! The Docker executor, on a real Docker Engine.
 //!
 //! The first image is the primary container: steps run in it (as `docker
-//! exec`), and its main process is the in-job `circleci agent keepalive` under
-//! Docker's init, unless the config gives it an entrypoint or command. The
+//! exec`), and its main process is the in-job `circleci agent serve` under
+//! Docker's init, which runs the runner's commands sent over a Unix socket in
+//! the shared task directory (much cheaper than a `docker exec` per command).
+//! When the config gives the primary an entrypoint or command, commands go
+//! through `docker exec` instead. The
 //! other images are service containers that share the primary's network
 //! namespace, so everything they listen on is reachable on `localhost`; each
 //! service's `name` is an extra host name for 127.0.0.1. The host task directory
@@ -51,6 +54,8 @@ pub struct DockerEnv {
     docker: Docker,
     containers: Vec<(String, String)>,
     primary: String,
+    /// The host path of the in-container server's socket, when it runs one.
+    socket: Option<std::path::PathBuf>,
     user: Option<String>,
     home: String,
     path: String,
@@ -102,6 +107,10 @@ impl DockerEnv {
         &self.home
     }
 
+    pub fn set_home(&mut self, home: String) {
+        self.home = home;
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -122,6 +131,7 @@ impl DockerEnv {
             docker: docker.clone(),
             containers: Vec::new(),
             primary: String::new(),
+            socket: None,
             user: primary_image.user.clone(),
             home: "/root".into(),
             path: DEFAULT_PATH.into(),
@@ -146,17 +156,7 @@ impl DockerEnv {
             image_paths.push(config_path);
         }
         let (cpus, memory) = resources(start.resource_class);
-        let (host_cpus, host_memory) = match self.docker.info().await {
-            Ok(info) => (
-                info.ncpu.unwrap_or(1) as f64,
-                info.mem_total.unwrap_or(i64::MAX),
-            ),
-            Err(e) => {
-                return Err(StartError::Infrastructure(format!(
-                    "cannot query the Docker engine: {e}"
-                )));
-            }
-        };
+        let (host_cpus, host_memory) = engine_capacity(&self.docker).await?;
         let nano_cpus = (cpus.min(host_cpus) * 1e9) as i64;
         let memory = memory.min(host_memory);
         let extra_hosts: Vec<String> = start
@@ -177,7 +177,9 @@ impl DockerEnv {
         let keepalive = vec![
             format!("{TASK_DATA}/bin/circleci"),
             "agent".into(),
-            "keepalive".into(),
+            "serve".into(),
+            "--socket".into(),
+            format!("{TASK_DATA}/agent.sock"),
         ];
         let (entrypoint, cmd) = match (&primary.entrypoint, &primary.command) {
             (None, None) => (Some(keepalive), None),
@@ -251,7 +253,27 @@ impl DockerEnv {
                 return Err(StartError::Job(message));
             }
         }
-        if let Some(message) = self.exited(&self.primary, &primary.image).await {
+        // The in-container server is ready when its socket appears.
+        if primary.entrypoint.is_none() && primary.command.is_none() {
+            let socket = start.task_dir.join("agent.sock");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(StartError::Infrastructure(
+                        "the job's container did not start its command server within 30 seconds"
+                            .into(),
+                    ));
+                }
+                if let Some(message) = self.exited(&self.primary, &primary.image).await {
+                    return Err(StartError::Job(message));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            self.socket = Some(socket);
+        } else if let Some(message) = self.exited(&self.primary, &primary.image).await {
             return Err(StartError::Job(message));
         }
 
@@ -261,17 +283,6 @@ impl DockerEnv {
             "{TASK_DATA}/bin:{}",
             image_path.unwrap_or_else(|| DEFAULT_PATH.into())
         );
-        let home = self
-            .capture(vec![
-                format!("{TASK_DATA}/bin/circleci"),
-                "agent".into(),
-                "home".into(),
-            ])
-            .await
-            .map_err(|e| {
-                StartError::Job(format!("the primary container cannot run commands: {e}"))
-            })?;
-        self.home = home.trim().to_string();
         Ok(())
     }
 
@@ -400,37 +411,10 @@ impl DockerEnv {
         Ok(created.id)
     }
 
-    /// Runs a command to its end and returns its standard output.
-    async fn capture(&self, argv: Vec<String>) -> std::io::Result<String> {
-        let mut proc = self
-            .spawn(Cmd {
-                argv,
-                env: vec![("PATH".into(), self.path.clone())],
-                cwd: None,
-                stdin: false,
-            })
-            .await?;
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        while let Some(chunk) = proc.output.next().await {
-            let chunk = chunk?;
-            if chunk.stderr {
-                err.extend(chunk.data);
-            } else {
-                out.extend(chunk.data);
-            }
-        }
-        let code = proc.wait().await?;
-        if code != 0 {
-            return Err(std::io::Error::other(format!(
-                "exit code {code}: {}",
-                String::from_utf8_lossy(&err).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
     pub async fn spawn(&self, cmd: Cmd) -> std::io::Result<Proc> {
+        if let Some(socket) = &self.socket {
+            return self.spawn_on_socket(socket, cmd).await;
+        }
         let mut env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !cmd.env.iter().any(|(k, _)| k == "PATH") {
             env.push(format!("PATH={}", self.path));
@@ -481,6 +465,102 @@ impl DockerEnv {
         })
     }
 
+    /// Runs a command through the in-container server.
+    async fn spawn_on_socket(&self, socket: &Path, cmd: Cmd) -> std::io::Result<Proc> {
+        use orrery_task::serve::{EXIT, Request, STDERR, STDIN, STDIN_EOF, STDOUT};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut env = cmd.env.clone();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), self.path.clone()));
+        }
+        let request = Request {
+            argv: cmd.argv,
+            env,
+            cwd: cmd.cwd,
+            stdin: cmd.stdin,
+        };
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (mut read_half, mut write_half) = stream.into_split();
+        write_half.write_all(&request.encode()).await?;
+        // Stdin: what the caller writes is framed and sent; its end is an EOF frame.
+        let stdin = if cmd.stdin {
+            let (user_side, mut our_side) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match our_side.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut frame = Vec::with_capacity(n + 5);
+                            frame.push(STDIN);
+                            frame.extend_from_slice(&(n as u32).to_be_bytes());
+                            frame.extend_from_slice(&buf[..n]);
+                            if write_half.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = write_half.write_all(&[STDIN_EOF, 0, 0, 0, 0]).await;
+                let _ = write_half.shutdown().await;
+            });
+            Some(Box::pin(user_side) as super::Stdin)
+        } else {
+            drop(write_half);
+            None
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Chunk>>(64);
+        let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result: std::io::Result<i32> = async {
+                loop {
+                    let mut header = [0u8; 5];
+                    read_half.read_exact(&mut header).await?;
+                    let len =
+                        u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+                    let mut data = vec![0u8; len];
+                    read_half.read_exact(&mut data).await?;
+                    match header[0] {
+                        EXIT if len == 4 => {
+                            return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                        }
+                        kind @ (STDOUT | STDERR) => {
+                            if tx
+                                .send(Ok(Chunk {
+                                    stderr: kind == STDERR,
+                                    data,
+                                }))
+                                .await
+                                .is_err()
+                            {
+                                // The reader is gone; keep draining for the exit code.
+                            }
+                        }
+                        _ => {
+                            return Err(std::io::Error::other(
+                                "unexpected frame from the job's container",
+                            ));
+                        }
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = &result {
+                let _ = tx
+                    .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                    .await;
+            }
+            let _ = exit_tx.send(result);
+        });
+        Ok(Proc {
+            output: Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })),
+            stdin,
+            waiter: Waiter::Socket(exit_rx),
+        })
+    }
+
     /// Removes every container of the task, with its volumes.
     pub async fn stop(&mut self) {
         let options = RemoveContainerOptionsBuilder::new()
@@ -499,6 +579,23 @@ impl DockerEnv {
         }
         self.containers.clear();
     }
+}
+
+/// CPUs and memory of the engine's host, asked once per process.
+async fn engine_capacity(docker: &Docker) -> Result<(f64, i64), StartError> {
+    static CAPACITY: tokio::sync::OnceCell<(f64, i64)> = tokio::sync::OnceCell::const_new();
+    CAPACITY
+        .get_or_try_init(|| async {
+            let info = docker.info().await.map_err(|e| {
+                StartError::Infrastructure(format!("cannot query the Docker engine: {e}"))
+            })?;
+            Ok((
+                info.ncpu.unwrap_or(1) as f64,
+                info.mem_total.unwrap_or(i64::MAX),
+            ))
+        })
+        .await
+        .copied()
 }
 
 /// The exit code of a finished exec. Docker may report the exec as running

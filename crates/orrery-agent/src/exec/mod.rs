@@ -44,6 +44,7 @@ pub struct Proc {
 
 pub(crate) enum Waiter {
     Docker(bollard::Docker, String),
+    Socket(tokio::sync::oneshot::Receiver<std::io::Result<i32>>),
     Machine(tokio::process::Child),
 }
 
@@ -53,6 +54,11 @@ impl Proc {
     pub async fn wait(self) -> std::io::Result<i32> {
         match self.waiter {
             Waiter::Docker(docker, exec_id) => docker::exit_code(&docker, &exec_id).await,
+            Waiter::Socket(rx) => rx.await.unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the connection to the job's container ended without an exit code",
+                ))
+            }),
             Waiter::Machine(mut child) => {
                 let status = child.wait().await?;
                 use std::os::unix::process::ExitStatusExt;
@@ -97,6 +103,14 @@ impl Environment {
         match self {
             Environment::Docker(d) => d.home(),
             Environment::Machine(m) => m.home(),
+        }
+    }
+
+    /// Records the job user's home, as `circleci agent prepare` found it.
+    pub fn set_home(&mut self, home: String) {
+        match self {
+            Environment::Docker(d) => d.set_home(home),
+            Environment::Machine(_) => {}
         }
     }
 
