@@ -290,7 +290,7 @@ impl<B: TaskBackend> Run<B> {
                 .await
                 .map_err(|e| infra("cannot create the task directory", e))?;
         }
-        taskbin::install(&dir.join("bin"))
+        taskbin::install(&dir.join("bin"), &self.spec.work_root.join("bin"))
             .map_err(|e| infra("cannot install the in-job circleci binary", e))?;
         tokio::fs::write(dir.join("bash_env"), b"")
             .await

@@ -1,21 +1,25 @@
 //! `bench`: Orrery's benchmarks. Each prints its measurements, the baseline
 //! measured in the same run, the ratio, and the target.
 //!
-//! Usage: `cargo run --release -p orrery-bench -- [config|all]`.
+//! Usage: `cargo build --release -p orrery -p orrery-bench && target/release/bench [all|config|exec]`.
 
 mod config;
+mod exec;
 
 use std::time::Duration;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let known = ["config"];
+    let known = ["config", "exec"];
     if which != "all" && !known.contains(&which.as_str()) {
         eprintln!("usage: bench [all|{}]", known.join("|"));
         std::process::exit(2);
     }
     if which == "all" || which == "config" {
         config::run();
+    }
+    if which == "all" || which == "exec" {
+        exec::run();
     }
 }
 
