@@ -1,0 +1,1350 @@
+//! Orrery's persistence.
+//!
+//! One [`Store`] over sqlx's `Any` driver: SQLite by default (a file in the
+//! data directory, WAL mode), and the same queries run on Postgres, whose
+//! driver the next step adds. Everything the server needs after a restart is
+//! here: users and tokens (hashed), projects and their (encrypted) variables,
+//! pipelines, workflows with their run state, jobs, the task queue with leases,
+//! step records and step output in sequenced chunks.
+//!
+//! Conventions: ids are UUID text, times are Unix milliseconds, JSON is stored
+//! as text, queries use `$N` placeholders (both databases accept them), and
+//! every multi-row change happens in one transaction. A workflow's state is
+//! changed only through [`Store::update_workflow`], which checks the version
+//! it read (optimistic locking), so concurrent task completions never lose an
+//! update.
+
+pub mod model;
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+pub use model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+fn flag(row: &AnyRow, col: &str) -> Result<bool> {
+    Ok(get::<i64>(row, col)? != 0)
+}
+
+const PROJECT_COLUMNS: &str = "id, org_id, name, slug, vcs_provider, repo_url, default_branch, webhook_secret, vcs_token, settings, created_at";
+const PIPELINE_COLUMNS: &str = "id, project_id, number, state, trigger_type, trigger_actor, received_at, created_at, updated_at, branch, tag, revision, commit_subject, commit_body, origin_repo_url, review_id, review_url, parameters, config_source, config_compiled, setup_config_source, setup_config_compiled, errors, continuation_key_hash, continuation_expires_at";
+const WORKFLOW_COLUMNS: &str = "id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, plan, run_state, version";
+const JOB_COLUMNS: &str = "id, workflow_id, pipeline_id, project_id, name, number, job_type, status, parallelism, job, contexts, dependencies, created_at, queued_at, started_at, stopped_at, approved_by, approval_request_id, canceled_by";
+const TASK_COLUMNS: &str = "id, job_id, node_index, attempt, state, result, resource_class, runner_id, lease_until, cancel_requested, created_at, claimed_at, finished_at";
+
+fn project_row(row: &AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        slug: get(row, "slug")?,
+        vcs_provider: get(row, "vcs_provider")?,
+        repo_url: get(row, "repo_url")?,
+        default_branch: get(row, "default_branch")?,
+        webhook_secret: get(row, "webhook_secret")?,
+        vcs_token: get(row, "vcs_token")?,
+        settings: get(row, "settings")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn pipeline_row(row: &AnyRow) -> Result<Pipeline> {
+    Ok(Pipeline {
+        id: get(row, "id")?,
+        project_id: get(row, "project_id")?,
+        number: get(row, "number")?,
+        state: get(row, "state")?,
+        trigger_type: get(row, "trigger_type")?,
+        trigger_actor: get(row, "trigger_actor")?,
+        received_at: get(row, "received_at")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        branch: get(row, "branch")?,
+        tag: get(row, "tag")?,
+        revision: get(row, "revision")?,
+        commit_subject: get(row, "commit_subject")?,
+        commit_body: get(row, "commit_body")?,
+        origin_repo_url: get(row, "origin_repo_url")?,
+        review_id: get(row, "review_id")?,
+        review_url: get(row, "review_url")?,
+        parameters: get(row, "parameters")?,
+        config_source: get(row, "config_source")?,
+        config_compiled: get(row, "config_compiled")?,
+        setup_config_source: get(row, "setup_config_source")?,
+        setup_config_compiled: get(row, "setup_config_compiled")?,
+        errors: get(row, "errors")?,
+        continuation_key_hash: get(row, "continuation_key_hash")?,
+        continuation_expires_at: get(row, "continuation_expires_at")?,
+    })
+}
+
+fn workflow_row(row: &AnyRow) -> Result<Workflow> {
+    Ok(Workflow {
+        id: get(row, "id")?,
+        pipeline_id: get(row, "pipeline_id")?,
+        project_id: get(row, "project_id")?,
+        name: get(row, "name")?,
+        status: get(row, "status")?,
+        tag: get(row, "tag")?,
+        created_at: get(row, "created_at")?,
+        stopped_at: get(row, "stopped_at")?,
+        started_by: get(row, "started_by")?,
+        canceled_by: get(row, "canceled_by")?,
+        workspace_id: get(row, "workspace_id")?,
+        rerun_of: get(row, "rerun_of")?,
+        plan: get(row, "plan")?,
+        run_state: get(row, "run_state")?,
+        version: get(row, "version")?,
+    })
+}
+
+fn job_row(row: &AnyRow) -> Result<Job> {
+    Ok(Job {
+        id: get(row, "id")?,
+        workflow_id: get(row, "workflow_id")?,
+        pipeline_id: get(row, "pipeline_id")?,
+        project_id: get(row, "project_id")?,
+        name: get(row, "name")?,
+        number: get(row, "number")?,
+        job_type: get(row, "job_type")?,
+        status: get(row, "status")?,
+        parallelism: get(row, "parallelism")?,
+        job: get(row, "job")?,
+        contexts: get(row, "contexts")?,
+        dependencies: get(row, "dependencies")?,
+        created_at: get(row, "created_at")?,
+        queued_at: get(row, "queued_at")?,
+        started_at: get(row, "started_at")?,
+        stopped_at: get(row, "stopped_at")?,
+        approved_by: get(row, "approved_by")?,
+        approval_request_id: get(row, "approval_request_id")?,
+        canceled_by: get(row, "canceled_by")?,
+    })
+}
+
+fn task_row(row: &AnyRow) -> Result<Task> {
+    Ok(Task {
+        id: get(row, "id")?,
+        job_id: get(row, "job_id")?,
+        node_index: get(row, "node_index")?,
+        attempt: get(row, "attempt")?,
+        state: get(row, "state")?,
+        result: get(row, "result")?,
+        resource_class: get(row, "resource_class")?,
+        runner_id: get(row, "runner_id")?,
+        lease_until: get(row, "lease_until")?,
+        cancel_requested: flag(row, "cancel_requested")?,
+        created_at: get(row, "created_at")?,
+        claimed_at: get(row, "claimed_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn user_row(row: &AnyRow) -> Result<User> {
+    let role: String = get(row, "role")?;
+    Ok(User {
+        id: get(row, "id")?,
+        login: get(row, "login")?,
+        name: get(row, "name")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn step_row(row: &AnyRow) -> Result<Step> {
+    Ok(Step {
+        task_id: get(row, "task_id")?,
+        step_index: get(row, "step_index")?,
+        name: get(row, "name")?,
+        background: flag(row, "background")?,
+        status: get(row, "status")?,
+        outcome: get(row, "outcome")?,
+        started_at: get(row, "started_at")?,
+        stopped_at: get(row, "stopped_at")?,
+    })
+}
+
+/// A task a runner claimed, with what it needs to run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    pub task: Task,
+    pub job: Job,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or a
+    /// Postgres URL) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        let url = if is_sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+        } else {
+            url.to_string()
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in schema::MIGRATIONS {
+            let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if applied.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // ---- settings ----
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get(&r, "value")).transpose()
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- users and tokens ----
+
+    pub async fn create_user(&self, login: &str, name: &str, role: Role) -> Result<User> {
+        let user = User {
+            id: new_id(),
+            login: login.to_string(),
+            name: name.to_string(),
+            role,
+            created_at: now_ms(),
+        };
+        let done = sqlx::query("INSERT INTO users (id, login, name, role, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (login) DO NOTHING")
+            .bind(&user.id)
+            .bind(&user.login)
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a user named {login} exists")));
+        }
+        Ok(user)
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        get(&row, "n")
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, login, name, role, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_row(&r)).transpose()
+    }
+
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<User>> {
+        let row =
+            sqlx::query("SELECT id, login, name, role, created_at FROM users WHERE login = $1")
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| user_row(&r)).transpose()
+    }
+
+    /// Stores a token by its hash (the server hashes; the token itself is
+    /// never stored).
+    pub async fn create_token(
+        &self,
+        user_id: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<String> {
+        let id = new_id();
+        sqlx::query("INSERT INTO api_tokens (id, user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(user_id)
+            .bind(token_hash)
+            .bind(label)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT u.id, u.login, u.name, u.role, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| user_row(&r)).transpose()
+    }
+
+    // ---- orgs and projects ----
+
+    pub async fn ensure_org(&self, name: &str, vcs_type: &str) -> Result<Org> {
+        sqlx::query("INSERT INTO orgs (id, name, vcs_type, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING")
+            .bind(new_id())
+            .bind(name)
+            .bind(vcs_type)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT id, name, vcs_type, created_at FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Org {
+            id: get(&row, "id")?,
+            name: get(&row, "name")?,
+            vcs_type: get(&row, "vcs_type")?,
+            created_at: get(&row, "created_at")?,
+        })
+    }
+
+    pub async fn org(&self, id: &str) -> Result<Option<Org>> {
+        let row = sqlx::query("SELECT id, name, vcs_type, created_at FROM orgs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(Org {
+                id: get(&row, "id")?,
+                name: get(&row, "name")?,
+                vcs_type: get(&row, "vcs_type")?,
+                created_at: get(&row, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn create_project(&self, p: NewProject) -> Result<Project> {
+        let org = self.ensure_org(&p.org_name, &p.vcs_type).await?;
+        let id = new_id();
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO projects ({PROJECT_COLUMNS}, pipeline_counter, job_counter) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0) ON CONFLICT (slug) DO NOTHING"
+        )))
+        .bind(&id)
+        .bind(&org.id)
+        .bind(&p.name)
+        .bind(&p.slug)
+        .bind(&p.vcs_provider)
+        .bind(&p.repo_url)
+        .bind(&p.default_branch)
+        .bind(&p.webhook_secret)
+        .bind(&p.vcs_token)
+        .bind("{}")
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("project {} exists", p.slug)));
+        }
+        self.project(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("project".into()))
+    }
+
+    pub async fn project(&self, id: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| project_row(&r)).transpose()
+    }
+
+    pub async fn project_by_slug(&self, slug: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE slug = $1"
+        )))
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| project_row(&r)).transpose()
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY slug"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(project_row).collect()
+    }
+
+    pub async fn set_env(&self, project_id: &str, name: &str, value: &[u8]) -> Result<EnvVar> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO project_env (project_id, name, value, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at")
+            .bind(project_id)
+            .bind(name)
+            .bind(value)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(EnvVar {
+            name: name.to_string(),
+            value: value.to_vec(),
+            created_at: now,
+        })
+    }
+
+    pub async fn env(&self, project_id: &str) -> Result<Vec<EnvVar>> {
+        let rows = sqlx::query(
+            "SELECT name, value, created_at FROM project_env WHERE project_id = $1 ORDER BY name",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EnvVar {
+                    name: get(r, "name")?,
+                    value: get(r, "value")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_env(&self, project_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM project_env WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- pipelines ----
+
+    /// Creates a pipeline with the project's next number.
+    pub async fn create_pipeline(&self, project_id: &str, p: NewPipeline) -> Result<Pipeline> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("UPDATE projects SET pipeline_counter = pipeline_counter + 1 WHERE id = $1 RETURNING pipeline_counter")
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("project {project_id}")))?;
+        let number: i64 = get(&row, "pipeline_counter")?;
+        let id = new_id();
+        let now = now_ms();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO pipelines ({PIPELINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULL, NULL, NULL, NULL, '[]', NULL, NULL)"
+        )))
+        .bind(&id)
+        .bind(project_id)
+        .bind(number)
+        .bind(&p.state)
+        .bind(&p.trigger_type)
+        .bind(&p.trigger_actor)
+        .bind(p.received_at)
+        .bind(now)
+        .bind(now)
+        .bind(&p.branch)
+        .bind(&p.tag)
+        .bind(&p.revision)
+        .bind(&p.commit_subject)
+        .bind(&p.commit_body)
+        .bind(&p.origin_repo_url)
+        .bind(&p.review_id)
+        .bind(&p.review_url)
+        .bind(&p.parameters)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.pipeline(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("pipeline".into()))
+    }
+
+    /// Records a pipeline's compiled config (or its errors) and state.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_pipeline_config(
+        &self,
+        id: &str,
+        state: &str,
+        source: Option<&str>,
+        compiled: Option<&str>,
+        errors: &str,
+        setup: bool,
+    ) -> Result<()> {
+        let (src_col, compiled_col) = if setup {
+            ("setup_config_source", "setup_config_compiled")
+        } else {
+            ("config_source", "config_compiled")
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE pipelines SET state = $1, {src_col} = $2, {compiled_col} = $3, errors = $4, updated_at = $5 WHERE id = $6"
+        )))
+        .bind(state)
+        .bind(source)
+        .bind(compiled)
+        .bind(errors)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_pipeline_state(&self, id: &str, state: &str) -> Result<()> {
+        sqlx::query("UPDATE pipelines SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_continuation(
+        &self,
+        id: &str,
+        key_hash: Option<&str>,
+        expires_at: Option<Millis>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE pipelines SET continuation_key_hash = $1, continuation_expires_at = $2 WHERE id = $3")
+            .bind(key_hash)
+            .bind(expires_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Uses up a continuation key: returns the pipeline if the key was valid
+    /// and unused and not expired, and clears it in the same statement.
+    pub async fn take_continuation(&self, key_hash: &str, now: Millis) -> Result<Option<Pipeline>> {
+        let row = sqlx::query("UPDATE pipelines SET continuation_key_hash = NULL WHERE continuation_key_hash = $1 AND continuation_expires_at > $2 RETURNING id")
+            .bind(key_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => self.pipeline(&get::<String>(&r, "id")?).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn pipeline(&self, id: &str) -> Result<Option<Pipeline>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| pipeline_row(&r)).transpose()
+    }
+
+    pub async fn pipeline_by_number(
+        &self,
+        project_id: &str,
+        number: i64,
+    ) -> Result<Option<Pipeline>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE project_id = $1 AND number = $2"
+        )))
+        .bind(project_id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| pipeline_row(&r)).transpose()
+    }
+
+    /// Pipelines newest first, `limit` of them, below `before` (a pipeline
+    /// number), optionally of one branch; all projects when `project_id` is
+    /// `None`.
+    pub async fn pipelines(
+        &self,
+        project_id: Option<&str>,
+        branch: Option<&str>,
+        before: Option<(Millis, String)>,
+        limit: i64,
+    ) -> Result<Vec<Pipeline>> {
+        let mut sql = format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if project_id.is_some() {
+            sql.push_str(&format!(" AND project_id = {}", next()));
+        }
+        if branch.is_some() {
+            sql.push_str(&format!(" AND branch = {}", next()));
+        }
+        if before.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (created_at < {a} OR (created_at = {b} AND id < {c}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            next()
+        ));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(p) = project_id {
+            q = q.bind(p);
+        }
+        if let Some(b) = branch {
+            q = q.bind(b);
+        }
+        if let Some((t, id)) = before {
+            q = q.bind(t).bind(t).bind(id);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(pipeline_row).collect()
+    }
+
+    // ---- workflows and jobs ----
+
+    /// Inserts a workflow with its jobs (build jobs get the project's next job
+    /// numbers) and the first tasks, in one transaction.
+    pub async fn insert_workflow(
+        &self,
+        w: &Workflow,
+        jobs: &mut [Job],
+        tasks: &[Task],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )))
+        .bind(&w.id)
+        .bind(&w.pipeline_id)
+        .bind(&w.project_id)
+        .bind(&w.name)
+        .bind(&w.status)
+        .bind(&w.tag)
+        .bind(w.created_at)
+        .bind(w.stopped_at)
+        .bind(&w.started_by)
+        .bind(&w.canceled_by)
+        .bind(&w.workspace_id)
+        .bind(&w.rerun_of)
+        .bind(&w.plan)
+        .bind(&w.run_state)
+        .bind(w.version)
+        .execute(&mut *tx)
+        .await?;
+        for job in jobs.iter_mut() {
+            if job.job_type == "build" && job.number.is_none() {
+                let row = sqlx::query("UPDATE projects SET job_counter = job_counter + 1 WHERE id = $1 RETURNING job_counter")
+                    .bind(&job.project_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                job.number = Some(get(&row, "job_counter")?);
+            }
+            insert_job(&mut tx, job).await?;
+        }
+        for task in tasks {
+            insert_task(&mut tx, task).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn workflow(&self, id: &str) -> Result<Option<Workflow>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| workflow_row(&r)).transpose()
+    }
+
+    pub async fn workflows_of_pipeline(&self, pipeline_id: &str) -> Result<Vec<Workflow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE pipeline_id = $1 ORDER BY created_at, id")))
+            .bind(pipeline_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(workflow_row).collect()
+    }
+
+    /// Workflows that have not ended.
+    pub async fn active_workflows(&self) -> Result<Vec<Workflow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE stopped_at IS NULL ORDER BY created_at"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(workflow_row).collect()
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    pub async fn job_by_number(&self, project_id: &str, number: i64) -> Result<Option<Job>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND number = $2"
+        )))
+        .bind(project_id)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    pub async fn jobs_of_workflow(&self, workflow_id: &str) -> Result<Vec<Job>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE workflow_id = $1 ORDER BY created_at, name"
+        )))
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// Recent jobs of a project (or all projects), newest first.
+    pub async fn recent_jobs(&self, project_id: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+        let rows = match project_id {
+            Some(p) => sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND job_type = 'build' ORDER BY created_at DESC, number DESC LIMIT $2")))
+                .bind(p)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+            None => sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = 'build' ORDER BY created_at DESC LIMIT $1")))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        };
+        rows.iter().map(job_row).collect()
+    }
+
+    /// Applies a workflow state change if the workflow is still at
+    /// `expected_version`: its status and run state, job changes, new jobs
+    /// and new tasks. Returns `false` (and changes nothing) when another change
+    /// came first; the caller reloads and retries.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_workflow(
+        &self,
+        workflow_id: &str,
+        expected_version: i64,
+        status: &str,
+        run_state: &str,
+        stopped_at: Option<Millis>,
+        canceled_by: Option<&str>,
+        job_updates: &[JobUpdate],
+        new_tasks: &[Task],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE workflows SET status = $1, run_state = $2, stopped_at = $3, canceled_by = COALESCE($4, canceled_by), version = version + 1 WHERE id = $5 AND version = $6")
+            .bind(status)
+            .bind(run_state)
+            .bind(stopped_at)
+            .bind(canceled_by)
+            .bind(workflow_id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for u in job_updates {
+            sqlx::query("UPDATE jobs SET status = $1, queued_at = COALESCE($2, queued_at), started_at = COALESCE($3, started_at), stopped_at = COALESCE($4, stopped_at), approved_by = COALESCE($5, approved_by), canceled_by = COALESCE($6, canceled_by) WHERE id = $7")
+                .bind(&u.status)
+                .bind(u.queued_at)
+                .bind(u.started_at)
+                .bind(u.stopped_at)
+                .bind(&u.approved_by)
+                .bind(&u.canceled_by)
+                .bind(&u.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in new_tasks {
+            insert_task(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---- the task queue ----
+
+    /// Claims the oldest queued task of one of `classes` for `runner_id`, with
+    /// a lease until `lease_until`.
+    pub async fn claim_task(
+        &self,
+        runner_id: &str,
+        classes: &[String],
+        lease_until: Millis,
+        now: Millis,
+    ) -> Result<Option<Claimed>> {
+        for class in classes {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE tasks SET state = 'running', runner_id = $1, lease_until = $2, claimed_at = $3 WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND resource_class = $4 AND cancel_requested = 0 ORDER BY created_at, id LIMIT 1) AND state = 'queued' RETURNING {TASK_COLUMNS}"
+            )))
+            .bind(runner_id)
+            .bind(lease_until)
+            .bind(now)
+            .bind(class)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                let task = task_row(&row)?;
+                let job = self
+                    .job(&task.job_id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound("job".into()))?;
+                return Ok(Some(Claimed { task, job }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extends a running task's lease; `None` when the runner no longer holds it.
+    pub async fn heartbeat(
+        &self,
+        task_id: &str,
+        runner_id: &str,
+        lease_until: Millis,
+    ) -> Result<Option<Task>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE tasks SET lease_until = $1 WHERE id = $2 AND runner_id = $3 AND state = 'running' RETURNING {TASK_COLUMNS}"
+        )))
+        .bind(lease_until)
+        .bind(task_id)
+        .bind(runner_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| task_row(&r)).transpose()
+    }
+
+    /// Ends a task the runner holds (or, with `runner_id` `None`, any running
+    /// or queued task). Returns the task when this call ended it.
+    pub async fn finish_task(
+        &self,
+        task_id: &str,
+        runner_id: Option<&str>,
+        result: &str,
+        now: Millis,
+    ) -> Result<Option<Task>> {
+        let row = match runner_id {
+            Some(r) => sqlx::query(AssertSqlSafe(format!(
+                "UPDATE tasks SET state = 'finished', result = $1, finished_at = $2, lease_until = NULL WHERE id = $3 AND runner_id = $4 AND state = 'running' RETURNING {TASK_COLUMNS}"
+            )))
+            .bind(result)
+            .bind(now)
+            .bind(task_id)
+            .bind(r)
+            .fetch_optional(&self.pool)
+            .await?,
+            None => sqlx::query(AssertSqlSafe(format!(
+                "UPDATE tasks SET state = 'finished', result = $1, finished_at = $2, lease_until = NULL WHERE id = $3 AND state <> 'finished' RETURNING {TASK_COLUMNS}"
+            )))
+            .bind(result)
+            .bind(now)
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await?,
+        };
+        row.map(|r| task_row(&r)).transpose()
+    }
+
+    /// Running tasks whose lease ran out.
+    pub async fn expired_tasks(&self, now: Millis) -> Result<Vec<Task>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'running' AND lease_until < $1"
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_row).collect()
+    }
+
+    /// Tasks held by a runner that are still running (after a restart).
+    pub async fn running_tasks_of(&self, runner_id: &str) -> Result<Vec<Task>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'running' AND runner_id = $1"
+        )))
+        .bind(runner_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_row).collect()
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<Task>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| task_row(&r)).transpose()
+    }
+
+    pub async fn tasks_of_job(&self, job_id: &str) -> Result<Vec<Task>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 ORDER BY node_index, attempt"
+        )))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_row).collect()
+    }
+
+    /// Asks the runners of a job's tasks to stop; queued tasks end at once.
+    pub async fn request_cancel(&self, job_id: &str, now: Millis) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET cancel_requested = 1 WHERE job_id = $1 AND state <> 'finished'",
+        )
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE tasks SET state = 'finished', result = 'canceled', finished_at = $1 WHERE job_id = $2 AND state = 'queued'")
+            .bind(now)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues a new attempt of a task.
+    pub async fn requeue(&self, task: &Task) -> Result<Task> {
+        let next = Task {
+            id: new_id(),
+            attempt: task.attempt + 1,
+            state: "queued".into(),
+            result: None,
+            runner_id: None,
+            lease_until: None,
+            cancel_requested: false,
+            created_at: now_ms(),
+            claimed_at: None,
+            finished_at: None,
+            ..task.clone()
+        };
+        let mut tx = self.pool.begin().await?;
+        insert_task(&mut tx, &next).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT resource_class, COUNT(*) AS n FROM tasks WHERE state = 'queued' GROUP BY resource_class ORDER BY resource_class")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "resource_class")?, get(r, "n")?)))
+            .collect()
+    }
+
+    // ---- steps and output ----
+
+    pub async fn upsert_step(&self, s: &Step) -> Result<()> {
+        sqlx::query("INSERT INTO steps (task_id, step_index, name, background, status, outcome, started_at, stopped_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id, step_index) DO UPDATE SET status = excluded.status, outcome = COALESCE(excluded.outcome, steps.outcome), stopped_at = COALESCE(excluded.stopped_at, steps.stopped_at)")
+            .bind(&s.task_id)
+            .bind(s.step_index)
+            .bind(&s.name)
+            .bind(i64::from(s.background))
+            .bind(&s.status)
+            .bind(&s.outcome)
+            .bind(s.started_at)
+            .bind(s.stopped_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn steps_of_task(&self, task_id: &str) -> Result<Vec<Step>> {
+        let rows = sqlx::query("SELECT task_id, step_index, name, background, status, outcome, started_at, stopped_at FROM steps WHERE task_id = $1 ORDER BY step_index")
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(step_row).collect()
+    }
+
+    /// Stores an output chunk; a chunk sent again (same sequence number) is
+    /// ignored, so runners may resend after a network failure.
+    pub async fn append_output(
+        &self,
+        task_id: &str,
+        step_index: i64,
+        seq: i64,
+        data: &[u8],
+    ) -> Result<bool> {
+        let done = sqlx::query("INSERT INTO output (task_id, step_index, seq, data) VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, step_index, seq) DO NOTHING")
+            .bind(task_id)
+            .bind(step_index)
+            .bind(seq)
+            .bind(data)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A step's output chunks from sequence number `from_seq` on.
+    pub async fn output(
+        &self,
+        task_id: &str,
+        step_index: i64,
+        from_seq: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT seq, data FROM output WHERE task_id = $1 AND step_index = $2 AND seq >= $3 ORDER BY seq")
+            .bind(task_id)
+            .bind(step_index)
+            .bind(from_seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "seq")?, get(r, "data")?)))
+            .collect()
+    }
+
+    /// The highest sequence number stored for each step of a task.
+    pub async fn output_marks(&self, task_id: &str) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query("SELECT step_index, MAX(seq) AS seq FROM output WHERE task_id = $1 GROUP BY step_index ORDER BY step_index")
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "step_index")?, get(r, "seq")?)))
+            .collect()
+    }
+
+    // ---- runners ----
+
+    pub async fn create_resource_class(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<ResourceClass> {
+        let rc = ResourceClass {
+            name: name.to_string(),
+            description: description.to_string(),
+            created_at: now_ms(),
+        };
+        let done = sqlx::query("INSERT INTO resource_classes (name, description, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            .bind(&rc.name)
+            .bind(&rc.description)
+            .bind(rc.created_at)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "resource class {name} exists"
+            )));
+        }
+        Ok(rc)
+    }
+
+    pub async fn resource_classes(&self) -> Result<Vec<ResourceClass>> {
+        let rows =
+            sqlx::query("SELECT name, description, created_at FROM resource_classes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResourceClass {
+                    name: get(r, "name")?,
+                    description: get(r, "description")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_runner_token(
+        &self,
+        resource_class: &str,
+        token_hash: &str,
+        nickname: &str,
+    ) -> Result<RunnerToken> {
+        let t = RunnerToken {
+            id: new_id(),
+            resource_class: resource_class.to_string(),
+            nickname: nickname.to_string(),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO runner_tokens (id, resource_class, token_hash, nickname, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&t.id)
+            .bind(&t.resource_class)
+            .bind(token_hash)
+            .bind(&t.nickname)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(t)
+    }
+
+    pub async fn runner_token_class(&self, token_hash: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT resource_class FROM runner_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get(&r, "resource_class")).transpose()
+    }
+
+    /// Records that a runner connected (creating it on first contact).
+    pub async fn touch_runner(
+        &self,
+        name: &str,
+        resource_class: &str,
+        hostname: &str,
+        version: &str,
+    ) -> Result<Runner> {
+        let now = now_ms();
+        let id = format!("{resource_class}/{name}");
+        sqlx::query("INSERT INTO runners (id, name, resource_class, hostname, version, first_connected, last_connected) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO UPDATE SET last_connected = excluded.last_connected, hostname = excluded.hostname, version = excluded.version")
+            .bind(&id)
+            .bind(name)
+            .bind(resource_class)
+            .bind(hostname)
+            .bind(version)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(Runner {
+            id,
+            name: name.to_string(),
+            resource_class: resource_class.to_string(),
+            hostname: hostname.to_string(),
+            version: version.to_string(),
+            first_connected: now,
+            last_connected: now,
+        })
+    }
+
+    pub async fn runners(&self) -> Result<Vec<Runner>> {
+        let rows = sqlx::query("SELECT id, name, resource_class, hostname, version, first_connected, last_connected FROM runners ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Runner {
+                    id: get(r, "id")?,
+                    name: get(r, "name")?,
+                    resource_class: get(r, "resource_class")?,
+                    hostname: get(r, "hostname")?,
+                    version: get(r, "version")?,
+                    first_connected: get(r, "first_connected")?,
+                    last_connected: get(r, "last_connected")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- schedules ----
+
+    pub async fn register_schedule(&self, s: &ScheduledWorkflow) -> Result<()> {
+        sqlx::query("INSERT INTO scheduled_workflows (project_id, branch, workflow, cron, revision, registered_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id, branch, workflow) DO UPDATE SET cron = excluded.cron, revision = excluded.revision, registered_at = excluded.registered_at")
+            .bind(&s.project_id)
+            .bind(&s.branch)
+            .bind(&s.workflow)
+            .bind(&s.cron)
+            .bind(&s.revision)
+            .bind(s.registered_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unregister_schedules(
+        &self,
+        project_id: &str,
+        branch: &str,
+        keep: &[String],
+    ) -> Result<()> {
+        let existing = self.schedules().await?;
+        for s in existing.iter().filter(|s| {
+            s.project_id == project_id && s.branch == branch && !keep.contains(&s.workflow)
+        }) {
+            sqlx::query("DELETE FROM scheduled_workflows WHERE project_id = $1 AND branch = $2 AND workflow = $3")
+                .bind(&s.project_id)
+                .bind(&s.branch)
+                .bind(&s.workflow)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<ScheduledWorkflow>> {
+        let rows = sqlx::query("SELECT project_id, branch, workflow, cron, revision, registered_at FROM scheduled_workflows ORDER BY project_id, branch, workflow")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScheduledWorkflow {
+                    project_id: get(r, "project_id")?,
+                    branch: get(r, "branch")?,
+                    workflow: get(r, "workflow")?,
+                    cron: get(r, "cron")?,
+                    revision: get(r, "revision")?,
+                    registered_at: get(r, "registered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims one firing of a schedule (identified by its minute); `false` when
+    /// it already fired, so a restart never fires it twice.
+    pub async fn claim_schedule_fire(
+        &self,
+        project_id: &str,
+        workflow: &str,
+        branch: &str,
+        slot: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query("INSERT INTO schedule_fires (project_id, workflow, branch, slot) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(project_id)
+            .bind(workflow)
+            .bind(branch)
+            .bind(slot)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job) -> Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    )))
+    .bind(&job.id)
+    .bind(&job.workflow_id)
+    .bind(&job.pipeline_id)
+    .bind(&job.project_id)
+    .bind(&job.name)
+    .bind(job.number)
+    .bind(&job.job_type)
+    .bind(&job.status)
+    .bind(job.parallelism)
+    .bind(&job.job)
+    .bind(&job.contexts)
+    .bind(&job.dependencies)
+    .bind(job.created_at)
+    .bind(job.queued_at)
+    .bind(job.started_at)
+    .bind(job.stopped_at)
+    .bind(&job.approved_by)
+    .bind(&job.approval_request_id)
+    .bind(&job.canceled_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_task(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &Task) -> Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    )))
+    .bind(&t.id)
+    .bind(&t.job_id)
+    .bind(t.node_index)
+    .bind(t.attempt)
+    .bind(&t.state)
+    .bind(&t.result)
+    .bind(&t.resource_class)
+    .bind(&t.runner_id)
+    .bind(t.lease_until)
+    .bind(i64::from(t.cancel_requested))
+    .bind(t.created_at)
+    .bind(t.claimed_at)
+    .bind(t.finished_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
