@@ -21,9 +21,11 @@ mod runner;
 pub mod spec;
 pub mod taskbin;
 pub mod template;
+pub mod worker;
 
 pub use backend::{BackendError, ByteStream, CacheHit, TaskBackend};
 pub use local::{LocalBackend, LocalTask};
 pub use runner::run_task;
 pub use spec::{CheckoutSource, SshKey, StepRecord, TaskEvent, TaskResult, TaskSpec};
 pub use tokio_util::sync::CancellationToken;
+pub use worker::{ApiError, BackendFactory, RunnerApi, WorkerConfig, run_worker};

@@ -5,9 +5,12 @@
 //! - [`workflow`]: a workflow run as a state machine over its DAG: filters,
 //!   `requires` (with flexible statuses), approvals, failure propagation, cancel.
 //!
+//! - [`protocol`]: the runner protocol's messages.
+//!
 //! Everything here is pure: no clocks, no I/O, no randomness. The engine and
 //! `orrery local execute` drive these types with the events they observe.
 
+pub mod protocol;
 pub mod status;
 pub mod workflow;
 

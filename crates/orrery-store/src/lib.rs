@@ -71,7 +71,7 @@ fn flag(row: &AnyRow, col: &str) -> Result<bool> {
 const PROJECT_COLUMNS: &str = "id, org_id, name, slug, vcs_provider, repo_url, default_branch, webhook_secret, vcs_token, settings, created_at";
 const PIPELINE_COLUMNS: &str = "id, project_id, number, state, trigger_type, trigger_actor, received_at, created_at, updated_at, branch, tag, revision, commit_subject, commit_body, origin_repo_url, review_id, review_url, parameters, config_source, config_compiled, setup_config_source, setup_config_compiled, errors, continuation_key_hash, continuation_expires_at";
 const WORKFLOW_COLUMNS: &str = "id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, plan, run_state, version";
-const JOB_COLUMNS: &str = "id, workflow_id, pipeline_id, project_id, name, number, job_type, status, parallelism, job, contexts, dependencies, created_at, queued_at, started_at, stopped_at, approved_by, approval_request_id, canceled_by";
+const JOB_COLUMNS: &str = "id, workflow_id, pipeline_id, project_id, name, number, job_type, status, parallelism, job, contexts, dependencies, created_at, queued_at, started_at, stopped_at, approved_by, approval_request_id, canceled_by, position";
 const TASK_COLUMNS: &str = "id, job_id, node_index, attempt, state, result, resource_class, runner_id, lease_until, cancel_requested, created_at, claimed_at, finished_at";
 
 fn project_row(row: &AnyRow) -> Result<Project> {
@@ -161,6 +161,7 @@ fn job_row(row: &AnyRow) -> Result<Job> {
         approved_by: get(row, "approved_by")?,
         approval_request_id: get(row, "approval_request_id")?,
         canceled_by: get(row, "canceled_by")?,
+        position: get(row, "position")?,
     })
 }
 
@@ -788,7 +789,7 @@ impl Store {
 
     pub async fn jobs_of_workflow(&self, workflow_id: &str) -> Result<Vec<Job>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE workflow_id = $1 ORDER BY created_at, name"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE workflow_id = $1 ORDER BY position"
         )))
         .bind(workflow_id)
         .fetch_all(&self.pool)
@@ -859,6 +860,15 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    pub async fn update_workflow_job_approver(&self, job_id: &str, user: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET approved_by = $1 WHERE id = $2")
+            .bind(user)
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     // ---- the task queue ----
@@ -1301,7 +1311,7 @@ impl Store {
 
 async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     )))
     .bind(&job.id)
     .bind(&job.workflow_id)
@@ -1322,6 +1332,7 @@ async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job) -> Res
     .bind(&job.approved_by)
     .bind(&job.approval_request_id)
     .bind(&job.canceled_by)
+    .bind(job.position)
     .execute(&mut **tx)
     .await?;
     Ok(())

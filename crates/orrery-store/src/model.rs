@@ -195,6 +195,8 @@ pub struct Job {
     pub approved_by: Option<String>,
     pub approval_request_id: Option<String>,
     pub canceled_by: Option<String>,
+    /// The job's place in its workflow.
+    pub position: i64,
 }
 
 /// A change to a job made together with a workflow's state.

@@ -117,6 +117,7 @@ CREATE TABLE jobs (
     approved_by TEXT,
     approval_request_id TEXT,
     canceled_by TEXT,
+    position BIGINT NOT NULL,
     UNIQUE (project_id, number)
 );
 CREATE INDEX jobs_by_workflow ON jobs (workflow_id);

@@ -77,6 +77,7 @@ fn job(w: &Workflow, name: &str, job_type: &str) -> Job {
         approved_by: None,
         approval_request_id: None,
         canceled_by: None,
+        position: 0,
     }
 }
 

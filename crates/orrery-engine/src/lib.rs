@@ -1,0 +1,1505 @@
+//! The engine: from a trigger to tasks in the queue, and from task results to
+//! the next jobs.
+//!
+//! - [`Engine::trigger`]: a push, a tag, an API call or a schedule makes a
+//!   pipeline (numbered per project), whose config is read from the repository
+//!   at the revision and compiled with the pipeline's values and parameters.
+//!   An invalid config gives an `errored` pipeline with the compiler's
+//!   messages. A setup config runs its setup workflow and waits for
+//!   [`Engine::continue_pipeline`].
+//! - Each workflow becomes a [`WorkflowRun`] (persisted with the workflow);
+//!   ready jobs get one task per parallel node, routed by resource class.
+//! - Runners claim tasks ([`Engine::claim`], long-polling), keep them with
+//!   heartbeats, and report results ([`Engine::complete`]); the run moves on.
+//! - Approvals, cancel (workflow and job), reruns (from start, from failed,
+//!   chosen jobs), lost leases (retried once), and legacy scheduled workflows.
+//!
+//! Every workflow change is a read-modify-write with an optimistic version
+//! check, retried on conflict, so concurrent results never lose an update.
+
+pub mod git;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use orrery_config::{
+    CompileOptions, GitRef, InputValue, OrbSource, PipelineValues, Plan, compile, print,
+};
+use orrery_core::protocol::{Assignment, CheckoutSpec, HeartbeatReply, RunnerEvent};
+use orrery_core::{JobKind, JobStatus, StepOutcome, WorkflowRun, WorkflowStatus};
+use orrery_store::{
+    Job, JobUpdate, NewPipeline, Pipeline, Project, Store, StoreError, Task, Workflow, new_id,
+    now_ms,
+};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio::sync::{Notify, broadcast};
+
+/// The resource class of jobs that do not name a runner class.
+pub const DEFAULT_CLASS: &str = "orrery/default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Decrypts values the server stored encrypted (project variables).
+pub trait Secrets: Send + Sync + 'static {
+    fn open(&self, sealed: &[u8]) -> Option<String>;
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// The server's URL, for `CIRCLE_BUILD_URL` and links.
+    pub base_url: String,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub max_run_time: Duration,
+    /// Attempts a task gets when its runner disappears.
+    pub max_attempts: i64,
+}
+
+/// Something that changed, for live views.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    Pipeline {
+        pipeline_id: String,
+        project_id: String,
+    },
+    Workflow {
+        workflow_id: String,
+        pipeline_id: String,
+        status: String,
+    },
+    Job {
+        job_id: String,
+        workflow_id: String,
+        status: String,
+    },
+    Step {
+        task_id: String,
+        job_id: String,
+        index: u32,
+    },
+    Output {
+        task_id: String,
+        job_id: String,
+        index: u32,
+        seq: u64,
+    },
+}
+
+/// What kind of trigger made a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerKind {
+    Webhook,
+    Api,
+    Schedule,
+}
+
+impl TriggerKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Webhook => "webhook",
+            TriggerKind::Api => "api",
+            TriggerKind::Schedule => "scheduled_pipeline",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TriggerRequest {
+    pub kind: TriggerKind,
+    pub actor: String,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    /// Known for pushes; resolved from the branch or tag otherwise.
+    pub revision: Option<String>,
+    pub parameters: IndexMap<String, InputValue>,
+    pub review_id: Option<String>,
+    pub review_url: Option<String>,
+    /// For schedules: run only this workflow.
+    pub only_workflow: Option<String>,
+}
+
+/// The persisted state of a workflow run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    run: WorkflowRun,
+    /// Job ids by run index.
+    job_ids: Vec<String>,
+}
+
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    orbs: Arc<dyn OrbSource + Send + Sync>,
+    secrets: Arc<dyn Secrets>,
+    repos: git::Repos,
+    events: broadcast::Sender<EngineEvent>,
+    queued: Notify,
+    /// One trigger at a time per project (they share the repository mirror).
+    project_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn errors_json(kind: &str, messages: &[String]) -> String {
+    let list: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| serde_json::json!({"type": kind, "message": m}))
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}
+
+fn hash_key(key: &str) -> String {
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+fn job_status(s: &str) -> JobStatus {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .unwrap_or(JobStatus::TerminatedUnknown)
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        config: EngineConfig,
+        orbs: Arc<dyn OrbSource + Send + Sync>,
+        secrets: Arc<dyn Secrets>,
+    ) -> Arc<Engine> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Engine {
+            repos: git::Repos::new(config.data_dir.join("repos")),
+            store,
+            config,
+            orbs,
+            secrets,
+            events,
+            queued: Notify::new(),
+            project_locks: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let _ = self.events.send(event);
+    }
+
+    async fn project_lock(&self, project_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.project_locks.lock().await;
+        locks.entry(project_id.to_string()).or_default().clone()
+    }
+
+    // ---- triggers ----
+
+    /// Makes a pipeline and everything it starts.
+    pub async fn trigger(&self, project: &Project, req: TriggerRequest) -> Result<Pipeline> {
+        if req.branch.is_some() && req.tag.is_some() {
+            return Err(EngineError::BadRequest(
+                "a pipeline builds a branch or a tag, not both".into(),
+            ));
+        }
+        if req.parameters.len() > 100 {
+            return Err(EngineError::BadRequest(
+                "at most 100 pipeline parameters".into(),
+            ));
+        }
+        for (k, v) in &req.parameters {
+            if k.len() > 128 {
+                return Err(EngineError::BadRequest(format!(
+                    "pipeline parameter name {k} is longer than 128 characters"
+                )));
+            }
+            if let InputValue::String(s) = v
+                && s.len() > 512
+            {
+                return Err(EngineError::BadRequest(format!(
+                    "pipeline parameter {k} is longer than 512 characters"
+                )));
+            }
+        }
+        let lock = self.project_lock(&project.id).await;
+        let _guard = lock.lock().await;
+        self.repos
+            .fetch(&project.id, &project.repo_url)
+            .await
+            .map_err(|e| {
+                EngineError::BadRequest(format!(
+                    "cannot read the repository {}: {e}",
+                    project.repo_url
+                ))
+            })?;
+        let branch = match (&req.branch, &req.tag) {
+            (None, None) => Some(project.default_branch.clone()),
+            (b, _) => b.clone(),
+        };
+        let revision = match &req.revision {
+            Some(r) => r.clone(),
+            None => self
+                .repos
+                .resolve(&project.id, branch.as_deref(), req.tag.as_deref())
+                .await
+                .map_err(|e| EngineError::BadRequest(e.to_string()))?,
+        };
+        let commit = self
+            .repos
+            .commit_info(&project.id, &revision)
+            .await
+            .unwrap_or_default();
+        let parameters = serde_json::to_string(&req.parameters).unwrap_or_else(|_| "{}".into());
+        let pipeline = self
+            .store
+            .create_pipeline(
+                &project.id,
+                NewPipeline {
+                    state: "pending".into(),
+                    trigger_type: req.kind.as_str().into(),
+                    trigger_actor: req.actor.clone(),
+                    received_at: now_ms(),
+                    branch: if req.tag.is_some() {
+                        None
+                    } else {
+                        branch.clone()
+                    },
+                    tag: req.tag.clone(),
+                    revision: revision.clone(),
+                    commit_subject: Some(commit.subject.clone()),
+                    commit_body: Some(commit.body.clone()),
+                    origin_repo_url: project.repo_url.clone(),
+                    review_id: req.review_id.clone(),
+                    review_url: req.review_url.clone(),
+                    parameters,
+                },
+            )
+            .await?;
+        self.emit(EngineEvent::Pipeline {
+            pipeline_id: pipeline.id.clone(),
+            project_id: project.id.clone(),
+        });
+        let config = match self
+            .repos
+            .read_file(&project.id, &revision, ".circleci/config.yml")
+            .await
+        {
+            Ok(Some(text)) => text,
+            Ok(None) => {
+                let message = "No configuration was found in your project. Please refer to https://circleci.com/docs/ to get started with your configuration (looked for .circleci/config.yml).".to_string();
+                self.store
+                    .set_pipeline_config(
+                        &pipeline.id,
+                        "errored",
+                        None,
+                        None,
+                        &errors_json("config-fetch", &[message]),
+                        false,
+                    )
+                    .await?;
+                return self.pipeline(&pipeline.id).await;
+            }
+            Err(e) => {
+                self.store
+                    .set_pipeline_config(
+                        &pipeline.id,
+                        "errored",
+                        None,
+                        None,
+                        &errors_json("config-fetch", &[e.to_string()]),
+                        false,
+                    )
+                    .await?;
+                return self.pipeline(&pipeline.id).await;
+            }
+        };
+        let values = self.pipeline_values(project, &pipeline, req.kind);
+        let mut options = CompileOptions::new(".circleci/config.yml");
+        options.pipeline_values = values;
+        options.pipeline_parameters = req.parameters.clone();
+        let compiled = compile(&config, &options, self.orbs.as_ref());
+        let Some(plan) = compiled.plan else {
+            let messages: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
+            self.store
+                .set_pipeline_config(
+                    &pipeline.id,
+                    "errored",
+                    Some(&config),
+                    None,
+                    &errors_json("config", &messages),
+                    false,
+                )
+                .await?;
+            return self.pipeline(&pipeline.id).await;
+        };
+        let rendered = print::render(&plan, &config);
+        let git_ref = match (&req.tag, &branch) {
+            (Some(t), _) => GitRef::Tag(t),
+            (None, Some(b)) => GitRef::Branch(b),
+            (None, None) => GitRef::Branch(""),
+        };
+        if plan.setup {
+            self.store
+                .set_pipeline_config(
+                    &pipeline.id,
+                    "setup",
+                    Some(&config),
+                    Some(&rendered),
+                    "[]",
+                    true,
+                )
+                .await?;
+            let key = format!("{}{}", new_id().replace('-', ""), new_id().replace('-', ""));
+            let expires = now_ms() + 6 * 3600 * 1000;
+            self.store
+                .set_continuation(&pipeline.id, Some(&hash_key(&key)), Some(expires))
+                .await?;
+            self.materialize(
+                project,
+                &pipeline,
+                &plan,
+                git_ref,
+                &req,
+                Some(&key),
+                Some("setup"),
+            )
+            .await?;
+        } else {
+            self.store
+                .set_pipeline_config(
+                    &pipeline.id,
+                    "created",
+                    Some(&config),
+                    Some(&rendered),
+                    "[]",
+                    false,
+                )
+                .await?;
+            self.materialize(project, &pipeline, &plan, git_ref, &req, None, None)
+                .await?;
+        }
+        if req.kind != TriggerKind::Schedule
+            && let Some(b) = &branch
+            && req.tag.is_none()
+        {
+            self.register_schedules(project, b, &revision, &plan)
+                .await?;
+        }
+        self.pipeline(&pipeline.id).await
+    }
+
+    pub async fn pipeline(&self, id: &str) -> Result<Pipeline> {
+        self.store
+            .pipeline(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Pipeline not found".into()))
+    }
+
+    fn pipeline_values(
+        &self,
+        project: &Project,
+        pipeline: &Pipeline,
+        kind: TriggerKind,
+    ) -> PipelineValues {
+        let mut v = PipelineValues::default();
+        v.set("pipeline.id", pipeline.id.clone());
+        v.set("pipeline.number", pipeline.number);
+        v.set("pipeline.project.git_url", project.repo_url.clone());
+        v.set("pipeline.project.type", project.vcs_provider.clone());
+        v.set("pipeline.project.slug", project.slug.clone());
+        v.set(
+            "pipeline.git.branch",
+            pipeline.branch.clone().unwrap_or_default(),
+        );
+        v.set("pipeline.git.tag", pipeline.tag.clone().unwrap_or_default());
+        v.set("pipeline.git.revision", pipeline.revision.clone());
+        v.set(
+            "pipeline.git.branch.is_default",
+            pipeline.branch.as_deref() == Some(project.default_branch.as_str()),
+        );
+        v.set(
+            "pipeline.git.commit.subject",
+            pipeline.commit_subject.clone().unwrap_or_default(),
+        );
+        v.set(
+            "pipeline.git.commit.body",
+            pipeline.commit_body.clone().unwrap_or_default(),
+        );
+        v.set("pipeline.git.repo_url", project.repo_url.clone());
+        v.set("pipeline.trigger_source", kind.as_str());
+        v.set("pipeline.trigger.type", kind.as_str());
+        v.set(
+            "pipeline.trigger.received_at",
+            pipeline.received_at.to_string(),
+        );
+        v.set("pipeline.integration_source", project.vcs_provider.clone());
+        v
+    }
+
+    /// Creates the pipeline's workflows, their jobs and first tasks.
+    #[allow(clippy::too_many_arguments)]
+    async fn materialize(
+        &self,
+        project: &Project,
+        pipeline: &Pipeline,
+        plan: &Plan,
+        git_ref: GitRef<'_>,
+        req: &TriggerRequest,
+        continuation_key: Option<&str>,
+        tag: Option<&str>,
+    ) -> Result<()> {
+        for (name, wf) in &plan.workflows {
+            if !wf.enabled {
+                continue;
+            }
+            if wf.is_scheduled() != (req.kind == TriggerKind::Schedule) {
+                continue;
+            }
+            if req.only_workflow.as_ref().is_some_and(|only| only != name) {
+                continue;
+            }
+            let run = WorkflowRun::new(name, wf, git_ref);
+            if run.jobs.is_empty() {
+                continue;
+            }
+            let workflow = Workflow {
+                id: new_id(),
+                pipeline_id: pipeline.id.clone(),
+                project_id: project.id.clone(),
+                name: name.clone(),
+                status: "running".into(),
+                tag: tag.map(str::to_string),
+                created_at: now_ms(),
+                stopped_at: None,
+                started_by: req.actor.clone(),
+                canceled_by: None,
+                workspace_id: new_id(),
+                rerun_of: None,
+                plan: serde_json::to_string(&(wf, &plan.jobs_of(wf), continuation_key))
+                    .map_err(|e| EngineError::Internal(e.to_string()))?,
+                run_state: String::new(),
+                version: 0,
+            };
+            self.start_workflow(workflow, run, HashMap::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Persists a new workflow run: jobs, and tasks for the ready ones.
+    /// `carried` gives jobs of a rerun that keep their earlier status.
+    async fn start_workflow(
+        &self,
+        mut workflow: Workflow,
+        mut run: WorkflowRun,
+        carried: HashMap<String, JobStatus>,
+    ) -> Result<()> {
+        let stored: StoredPlan = serde_json::from_str(&workflow.plan)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        for (name, status) in &carried {
+            if let Some((i, _)) = run.job(name) {
+                run.set_status(i, *status);
+            }
+        }
+        let now = now_ms();
+        let job_ids: Vec<String> = run.jobs.iter().map(|_| new_id()).collect();
+        let mut tasks = Vec::new();
+        for i in run.ready() {
+            let job = stored.1.get(&run.jobs[i].name);
+            let total = job.map_or(1, |j| j.task_count());
+            let class = job
+                .and_then(|j| j.resource_class.clone())
+                .filter(|c| c.contains('/'))
+                .unwrap_or_else(|| DEFAULT_CLASS.to_string());
+            for node in 0..total {
+                tasks.push(new_task(&job_ids[i], node, &class, now));
+            }
+            run.set_status(i, JobStatus::Queued);
+        }
+        let mut jobs: Vec<Job> = run
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, rj)| {
+                let compiled = stored.1.get(&rj.name);
+                let wf_job = stored.0.job(&rj.name);
+                Job {
+                    id: job_ids[i].clone(),
+                    workflow_id: workflow.id.clone(),
+                    pipeline_id: workflow.pipeline_id.clone(),
+                    project_id: workflow.project_id.clone(),
+                    name: rj.name.clone(),
+                    number: None,
+                    job_type: if rj.kind == JobKind::Approval {
+                        "approval".into()
+                    } else {
+                        "build".into()
+                    },
+                    status: rj.status.as_str().into(),
+                    parallelism: compiled.map_or(1, |j| j.task_count() as i64),
+                    job: compiled.map_or_else(
+                        || "null".into(),
+                        |j| serde_json::to_string(j).unwrap_or_else(|_| "null".into()),
+                    ),
+                    contexts: serde_json::to_string(
+                        &wf_job.map(|j| j.context.clone()).unwrap_or_default(),
+                    )
+                    .unwrap_or_else(|_| "[]".into()),
+                    dependencies: serde_json::to_string(
+                        &rj.requires
+                            .iter()
+                            .map(|(d, _)| job_ids[*d].clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap_or_else(|_| "[]".into()),
+                    created_at: now,
+                    queued_at: (rj.status == JobStatus::Queued).then_some(now),
+                    started_at: None,
+                    stopped_at: rj.status.is_terminal().then_some(now),
+                    approved_by: None,
+                    approval_request_id: (rj.kind == JobKind::Approval).then(|| job_ids[i].clone()),
+                    canceled_by: None,
+                    position: i as i64,
+                }
+            })
+            .collect();
+        workflow.status = run.status().as_str().into();
+        if run.is_finished() {
+            workflow.stopped_at = Some(now);
+        }
+        workflow.run_state = serde_json::to_string(&RunState { run, job_ids })
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store
+            .insert_workflow(&workflow, &mut jobs, &tasks)
+            .await?;
+        self.emit(EngineEvent::Workflow {
+            workflow_id: workflow.id.clone(),
+            pipeline_id: workflow.pipeline_id.clone(),
+            status: workflow.status.clone(),
+        });
+        if !tasks.is_empty() {
+            self.queued.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn register_schedules(
+        &self,
+        project: &Project,
+        branch: &str,
+        revision: &str,
+        plan: &Plan,
+    ) -> Result<()> {
+        let mut keep = Vec::new();
+        for (name, wf) in &plan.workflows {
+            for trigger in &wf.triggers {
+                let admitted = trigger
+                    .filters
+                    .branches
+                    .as_ref()
+                    .is_none_or(|b| b.admits(branch));
+                if admitted {
+                    self.store
+                        .register_schedule(&orrery_store::ScheduledWorkflow {
+                            project_id: project.id.clone(),
+                            branch: branch.to_string(),
+                            workflow: name.clone(),
+                            cron: trigger.cron.clone(),
+                            revision: revision.to_string(),
+                            registered_at: now_ms(),
+                        })
+                        .await?;
+                    keep.push(name.clone());
+                }
+            }
+        }
+        self.store
+            .unregister_schedules(&project.id, branch, &keep)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /api/v2/pipeline/continue`: compiles the continuation config of a
+    /// setup pipeline and starts its workflows. The key works once, for 6 hours.
+    pub async fn continue_pipeline(
+        &self,
+        key: &str,
+        configuration: &str,
+        parameters: IndexMap<String, InputValue>,
+    ) -> Result<Pipeline> {
+        let Some(pipeline) = self
+            .store
+            .take_continuation(&hash_key(key), now_ms())
+            .await?
+        else {
+            return Err(EngineError::BadRequest(
+                "the continuation key is not valid, was already used, or expired (6 hours)".into(),
+            ));
+        };
+        let project = self
+            .store
+            .project(&pipeline.project_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Project not found".into()))?;
+        let values = self.pipeline_values(&project, &pipeline, TriggerKind::Api);
+        let mut options = CompileOptions::new("continuation config");
+        options.pipeline_values = values;
+        options.pipeline_parameters = parameters.clone();
+        let compiled = compile(configuration, &options, self.orbs.as_ref());
+        let Some(plan) = compiled.plan else {
+            let messages: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
+            self.store
+                .set_pipeline_config(
+                    &pipeline.id,
+                    "errored",
+                    Some(configuration),
+                    None,
+                    &errors_json("config", &messages),
+                    false,
+                )
+                .await?;
+            return Err(EngineError::BadRequest(format!(
+                "the continuation config is not valid: {}",
+                messages.join("; ")
+            )));
+        };
+        if plan.setup {
+            return Err(EngineError::BadRequest(
+                "a continuation config cannot itself be a setup config".into(),
+            ));
+        }
+        let rendered = print::render(&plan, configuration);
+        self.store
+            .set_pipeline_config(
+                &pipeline.id,
+                "created",
+                Some(configuration),
+                Some(&rendered),
+                "[]",
+                false,
+            )
+            .await?;
+        let req = TriggerRequest {
+            kind: TriggerKind::Api,
+            actor: "continuation".into(),
+            branch: pipeline.branch.clone(),
+            tag: pipeline.tag.clone(),
+            revision: Some(pipeline.revision.clone()),
+            parameters,
+            review_id: None,
+            review_url: None,
+            only_workflow: None,
+        };
+        let git_ref = match (&pipeline.tag, &pipeline.branch) {
+            (Some(t), _) => GitRef::Tag(t),
+            (None, Some(b)) => GitRef::Branch(b),
+            (None, None) => GitRef::Branch(""),
+        };
+        self.materialize(&project, &pipeline, &plan, git_ref, &req, None, None)
+            .await?;
+        self.pipeline(&pipeline.id).await
+    }
+
+    // ---- changes to a running workflow ----
+
+    /// Reads a workflow's run, applies `change`, and writes the result with the
+    /// jobs whose status changed and tasks for newly ready jobs; retried when
+    /// another change came first.
+    async fn update_run<R>(
+        &self,
+        workflow_id: &str,
+        actor: Option<&str>,
+        mut change: impl FnMut(&mut WorkflowRun, &[String]) -> Result<R>,
+    ) -> Result<R> {
+        for _ in 0..100 {
+            let workflow = self
+                .store
+                .workflow(workflow_id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+            let mut state: RunState = serde_json::from_str(&workflow.run_state)
+                .map_err(|e| EngineError::Internal(format!("workflow state: {e}")))?;
+            let stored: StoredPlan = serde_json::from_str(&workflow.plan)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let before: Vec<JobStatus> = state.run.jobs.iter().map(|j| j.status).collect();
+            let out = change(&mut state.run, &state.job_ids)?;
+            let now = now_ms();
+            let mut tasks = Vec::new();
+            for i in state.run.ready() {
+                let job = stored.1.get(&state.run.jobs[i].name);
+                let total = job.map_or(1, |j| j.task_count());
+                let class = job
+                    .and_then(|j| j.resource_class.clone())
+                    .filter(|c| c.contains('/'))
+                    .unwrap_or_else(|| DEFAULT_CLASS.to_string());
+                for node in 0..total {
+                    tasks.push(new_task(&state.job_ids[i], node, &class, now));
+                }
+                state.run.set_status(i, JobStatus::Queued);
+            }
+            let mut updates = Vec::new();
+            for (i, job) in state.run.jobs.iter().enumerate() {
+                if job.status == before[i] {
+                    continue;
+                }
+                updates.push(JobUpdate {
+                    id: state.job_ids[i].clone(),
+                    status: job.status.as_str().into(),
+                    queued_at: (job.status == JobStatus::Queued).then_some(now),
+                    started_at: (job.status == JobStatus::Running).then_some(now),
+                    stopped_at: job.status.is_terminal().then_some(now),
+                    approved_by: None,
+                    canceled_by: (job.status == JobStatus::Canceled)
+                        .then(|| actor.map(str::to_string))
+                        .flatten(),
+                });
+            }
+            let status = state.run.status();
+            let stopped_at = status
+                .is_terminal()
+                .then_some(workflow.stopped_at.unwrap_or(now));
+            let run_state =
+                serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?;
+            let canceled_by = (status == WorkflowStatus::Canceled)
+                .then_some(actor)
+                .flatten();
+            if self
+                .store
+                .update_workflow(
+                    workflow_id,
+                    workflow.version,
+                    status.as_str(),
+                    &run_state,
+                    stopped_at,
+                    canceled_by,
+                    &updates,
+                    &tasks,
+                )
+                .await?
+            {
+                for u in &updates {
+                    self.emit(EngineEvent::Job {
+                        job_id: u.id.clone(),
+                        workflow_id: workflow_id.to_string(),
+                        status: u.status.clone(),
+                    });
+                }
+                if status.as_str() != workflow.status {
+                    self.emit(EngineEvent::Workflow {
+                        workflow_id: workflow_id.to_string(),
+                        pipeline_id: workflow.pipeline_id.clone(),
+                        status: status.as_str().into(),
+                    });
+                }
+                if !tasks.is_empty() {
+                    self.queued.notify_waiters();
+                }
+                return Ok(out);
+            }
+        }
+        Err(EngineError::Conflict(
+            "the workflow is changing too often; try again".into(),
+        ))
+    }
+
+    /// Approves a job waiting for approval.
+    pub async fn approve(
+        &self,
+        workflow_id: &str,
+        approval_request_id: &str,
+        user: &str,
+    ) -> Result<()> {
+        self.update_run(workflow_id, Some(user), |run, ids| {
+            let idx = ids
+                .iter()
+                .position(|id| id == approval_request_id)
+                .ok_or_else(|| EngineError::NotFound("Approval request not found".into()))?;
+            let name = run.jobs[idx].name.clone();
+            run.approve(&name)
+                .map_err(|e| EngineError::BadRequest(e.to_string()))
+        })
+        .await?;
+        self.store
+            .update_workflow_job_approver(approval_request_id, user)
+            .await
+            .map_err(EngineError::from)
+    }
+
+    /// Cancels a workflow: running jobs are stopped, pending ones never run.
+    pub async fn cancel_workflow(&self, workflow_id: &str, user: &str) -> Result<()> {
+        let to_stop = self
+            .update_run(workflow_id, Some(user), |run, ids| {
+                if run.is_finished() {
+                    return Err(EngineError::BadRequest(
+                        "the workflow has already ended".into(),
+                    ));
+                }
+                Ok(run
+                    .cancel()
+                    .into_iter()
+                    .map(|i| ids[i].clone())
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        for job_id in to_stop {
+            self.store.request_cancel(&job_id, now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    /// Cancels one job; what requires it does not run.
+    pub async fn cancel_job(&self, job_id: &str, user: &str) -> Result<()> {
+        let job = self
+            .store
+            .job(job_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+        self.update_run(&job.workflow_id, Some(user), |run, ids| {
+            let idx = ids
+                .iter()
+                .position(|id| id == job_id)
+                .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+            if run.jobs[idx].status.is_terminal() {
+                return Err(EngineError::BadRequest("the job has already ended".into()));
+            }
+            run.set_status(idx, JobStatus::Canceled);
+            Ok(())
+        })
+        .await?;
+        self.store.request_cancel(job_id, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Reruns a finished workflow as a new workflow of the same pipeline:
+    /// from the start, from its failed jobs, or only the chosen jobs. The new
+    /// run shares the original's workspace.
+    pub async fn rerun(
+        &self,
+        workflow_id: &str,
+        from_failed: bool,
+        jobs: Option<Vec<String>>,
+        user: &str,
+    ) -> Result<String> {
+        let old = self
+            .store
+            .workflow(workflow_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+        if old.stopped_at.is_none() {
+            return Err(EngineError::BadRequest(
+                "only a workflow that has ended can be rerun".into(),
+            ));
+        }
+        if from_failed && jobs.is_some() {
+            return Err(EngineError::BadRequest(
+                "from_failed and jobs cannot be combined".into(),
+            ));
+        }
+        let state: RunState = serde_json::from_str(&old.run_state)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let pipeline = self.pipeline(&old.pipeline_id).await?;
+        let stored: StoredPlan =
+            serde_json::from_str(&old.plan).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let git_ref = match (&pipeline.tag, &pipeline.branch) {
+            (Some(t), _) => GitRef::Tag(t),
+            (None, Some(b)) => GitRef::Branch(b),
+            (None, None) => GitRef::Branch(""),
+        };
+        let run = WorkflowRun::new(&old.name, &stored.0, git_ref);
+        let mut carried = HashMap::new();
+        if from_failed {
+            for j in &state.run.jobs {
+                if j.status == JobStatus::Success {
+                    carried.insert(j.name.clone(), JobStatus::Success);
+                }
+            }
+        } else if let Some(chosen) = &jobs {
+            let chosen_names: Vec<String> = chosen
+                .iter()
+                .filter_map(|id| {
+                    state
+                        .job_ids
+                        .iter()
+                        .position(|j| j == id)
+                        .map(|i| state.run.jobs[i].name.clone())
+                })
+                .collect();
+            if chosen_names.len() != chosen.len() {
+                return Err(EngineError::BadRequest(
+                    "a job to rerun is not part of this workflow".into(),
+                ));
+            }
+            for j in &state.run.jobs {
+                if !chosen_names.contains(&j.name) && j.status.is_terminal() {
+                    carried.insert(
+                        j.name.clone(),
+                        if j.status == JobStatus::Success {
+                            JobStatus::Success
+                        } else {
+                            j.status
+                        },
+                    );
+                }
+            }
+        }
+        let workflow = Workflow {
+            id: new_id(),
+            pipeline_id: old.pipeline_id.clone(),
+            project_id: old.project_id.clone(),
+            name: old.name.clone(),
+            status: "running".into(),
+            tag: old.tag.clone(),
+            created_at: now_ms(),
+            stopped_at: None,
+            started_by: user.to_string(),
+            canceled_by: None,
+            workspace_id: old.workspace_id.clone(),
+            rerun_of: Some(old.id.clone()),
+            plan: old.plan.clone(),
+            run_state: String::new(),
+            version: 0,
+        };
+        let id = workflow.id.clone();
+        self.start_workflow(workflow, run, carried).await?;
+        Ok(id)
+    }
+
+    // ---- the runner protocol ----
+
+    /// Claims a task for a runner, waiting up to `wait` for one to be queued.
+    pub async fn claim(
+        &self,
+        runner_id: &str,
+        classes: &[String],
+        wait: Duration,
+    ) -> Result<Option<Assignment>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.queued.notified();
+            let now = now_ms();
+            if let Some(claimed) = self
+                .store
+                .claim_task(
+                    runner_id,
+                    classes,
+                    now + self.config.lease.as_millis() as i64,
+                    now,
+                )
+                .await?
+            {
+                return self.assignment(claimed.task, claimed.job).await.map(Some);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn assignment(&self, task: Task, job: Job) -> Result<Assignment> {
+        // The job runs once its first task is claimed.
+        if job.status == "queued" {
+            let job_id = job.id.clone();
+            let _ = self
+                .update_run(&job.workflow_id, None, |run, ids| {
+                    if let Some(i) = ids.iter().position(|id| *id == job_id)
+                        && run.jobs[i].status == JobStatus::Queued
+                    {
+                        run.set_status(i, JobStatus::Running);
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        let workflow = self
+            .store
+            .workflow(&job.workflow_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("workflow".into()))?;
+        let pipeline = self.pipeline(&job.pipeline_id).await?;
+        let project = self
+            .store
+            .project(&job.project_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("project".into()))?;
+        let compiled: orrery_config::Job = serde_json::from_str(&job.job)
+            .map_err(|e| EngineError::Internal(format!("job: {e}")))?;
+        let stored: StoredPlan = serde_json::from_str(&workflow.plan)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let state: RunState = serde_json::from_str(&workflow.run_state)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let mut project_env = Vec::new();
+        for var in self.store.env(&project.id).await? {
+            match self.secrets.open(&var.value) {
+                Some(v) => project_env.push((var.name, v)),
+                None => {
+                    tracing::warn!(project = %project.slug, var = %var.name, "cannot decrypt a project variable")
+                }
+            }
+        }
+        let upstream = state
+            .run
+            .job(&job.name)
+            .map(|(i, _)| upstream_names(&state.run, i))
+            .unwrap_or_default();
+        let org = project
+            .slug
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let mut env = IndexMap::new();
+        if let Some(b) = &pipeline.branch {
+            env.insert("CIRCLE_BRANCH".to_string(), b.clone());
+        }
+        if let Some(t) = &pipeline.tag {
+            env.insert("CIRCLE_TAG".to_string(), t.clone());
+        }
+        env.insert("CIRCLE_SHA1".into(), pipeline.revision.clone());
+        if let Some(n) = job.number {
+            env.insert("CIRCLE_BUILD_NUM".into(), n.to_string());
+            env.insert(
+                "CIRCLE_BUILD_URL".into(),
+                format!(
+                    "{}/pipelines/{}/{}/workflows/{}/jobs/{n}",
+                    self.config.base_url.trim_end_matches('/'),
+                    project.slug,
+                    pipeline.number,
+                    workflow.id
+                ),
+            );
+        }
+        env.insert("CIRCLE_PIPELINE_ID".into(), pipeline.id.clone());
+        env.insert("CIRCLE_WORKFLOW_ID".into(), workflow.id.clone());
+        env.insert(
+            "CIRCLE_WORKFLOW_WORKSPACE_ID".into(),
+            workflow.workspace_id.clone(),
+        );
+        env.insert("CIRCLE_WORKFLOW_JOB_ID".into(), job.id.clone());
+        env.insert("CIRCLE_PROJECT_ID".into(), project.id.clone());
+        env.insert("CIRCLE_ORGANIZATION_ID".into(), project.org_id.clone());
+        env.insert("CIRCLE_PROJECT_USERNAME".into(), org);
+        env.insert("CIRCLE_PROJECT_REPONAME".into(), project.name.clone());
+        env.insert("CIRCLE_REPOSITORY_URL".into(), project.repo_url.clone());
+        env.insert("CIRCLE_USERNAME".into(), pipeline.trigger_actor.clone());
+        if let Some(url) = &pipeline.review_url {
+            env.insert("CIRCLE_PULL_REQUEST".into(), url.clone());
+            env.insert("CIRCLE_PULL_REQUESTS".into(), url.clone());
+        }
+        if let Some(key) = stored.2.as_ref() {
+            env.insert("CIRCLE_CONTINUATION_KEY".into(), key.clone());
+        }
+        Ok(Assignment {
+            task_id: task.id,
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            job_number: job.number,
+            job: compiled,
+            node_index: task.node_index as u32,
+            node_total: job.parallelism.max(1) as u32,
+            attempt: task.attempt,
+            project_slug: project.slug.clone(),
+            workflow_id: workflow.id.clone(),
+            workspace_id: workflow.workspace_id.clone(),
+            builtin_env: env,
+            project_env,
+            context_env: Vec::new(),
+            checkout: CheckoutSpec {
+                url: project.repo_url.clone(),
+                revision: pipeline.revision.clone(),
+                branch: pipeline.branch.clone(),
+                tag: pipeline.tag.clone(),
+            },
+            workspace_upstream: upstream,
+            max_run_time_secs: self.config.max_run_time.as_secs(),
+            heartbeat_secs: self.config.heartbeat.as_secs().max(1),
+        })
+    }
+
+    /// Extends a task's lease, and tells the runner whether to stop.
+    pub async fn heartbeat(&self, task_id: &str, runner_id: &str) -> Result<HeartbeatReply> {
+        let until = now_ms() + self.config.lease.as_millis() as i64;
+        match self.store.heartbeat(task_id, runner_id, until).await? {
+            Some(task) => Ok(HeartbeatReply {
+                cancel: task.cancel_requested,
+                lost: false,
+            }),
+            None => Ok(HeartbeatReply {
+                cancel: true,
+                lost: true,
+            }),
+        }
+    }
+
+    /// Stores a runner's events: step records and output chunks.
+    pub async fn record_events(
+        &self,
+        task_id: &str,
+        runner_id: &str,
+        events: Vec<RunnerEvent>,
+    ) -> Result<()> {
+        let task = self
+            .store
+            .task(task_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Task not found".into()))?;
+        if task.runner_id.as_deref() != Some(runner_id) {
+            return Err(EngineError::Conflict(
+                "this runner does not hold the task".into(),
+            ));
+        }
+        for event in events {
+            match event {
+                RunnerEvent::StepStarted {
+                    index,
+                    name,
+                    background,
+                    at,
+                } => {
+                    self.store
+                        .upsert_step(&orrery_store::Step {
+                            task_id: task_id.to_string(),
+                            step_index: i64::from(index),
+                            name,
+                            background,
+                            status: "running".into(),
+                            outcome: None,
+                            started_at: at,
+                            stopped_at: None,
+                        })
+                        .await?;
+                    self.emit(EngineEvent::Step {
+                        task_id: task_id.to_string(),
+                        job_id: task.job_id.clone(),
+                        index,
+                    });
+                }
+                RunnerEvent::Output { index, seq, data } => {
+                    self.store
+                        .append_output(task_id, i64::from(index), seq as i64, &data)
+                        .await?;
+                    self.emit(EngineEvent::Output {
+                        task_id: task_id.to_string(),
+                        job_id: task.job_id.clone(),
+                        index,
+                        seq,
+                    });
+                }
+                RunnerEvent::StepFinished { index, outcome, at } => {
+                    let existing = self.store.steps_of_task(task_id).await?;
+                    let Some(step) = existing
+                        .into_iter()
+                        .find(|s| s.step_index == i64::from(index))
+                    else {
+                        continue;
+                    };
+                    self.store
+                        .upsert_step(&orrery_store::Step {
+                            status: outcome.action_status().into(),
+                            outcome: Some(serde_json::to_string(&outcome).unwrap_or_default()),
+                            stopped_at: Some(at),
+                            ..step
+                        })
+                        .await?;
+                    self.emit(EngineEvent::Step {
+                        task_id: task_id.to_string(),
+                        job_id: task.job_id.clone(),
+                        index,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A runner's result for a task it holds.
+    pub async fn complete(&self, task_id: &str, runner_id: &str, status: JobStatus) -> Result<()> {
+        let Some(task) = self
+            .store
+            .finish_task(task_id, Some(runner_id), status.as_str(), now_ms())
+            .await?
+        else {
+            // Already ended (canceled, or the lease was lost and retried).
+            return Ok(());
+        };
+        self.after_task(&task).await
+    }
+
+    /// Moves the job (and workflow) on once all nodes of a job have ended.
+    async fn after_task(&self, task: &Task) -> Result<()> {
+        let tasks = self.store.tasks_of_job(&task.job_id).await?;
+        let mut latest: HashMap<i64, &Task> = HashMap::new();
+        for t in &tasks {
+            if latest
+                .get(&t.node_index)
+                .is_none_or(|l| t.attempt > l.attempt)
+            {
+                latest.insert(t.node_index, t);
+            }
+        }
+        if latest.values().any(|t| t.state != "finished") {
+            return Ok(());
+        }
+        let status = JobStatus::combine(
+            latest
+                .values()
+                .map(|t| job_status(t.result.as_deref().unwrap_or("failed"))),
+        );
+        let job = self
+            .store
+            .job(&task.job_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+        let job_id = job.id.clone();
+        self.update_run(&job.workflow_id, None, |run, ids| {
+            if let Some(i) = ids.iter().position(|id| *id == job_id)
+                && !run.jobs[i].status.is_terminal()
+            {
+                run.set_status(i, status);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends tasks whose runner stopped sending heartbeats: the attempt is an
+    /// infrastructure failure, retried once.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        let expired = self.store.expired_tasks(now_ms()).await?;
+        let n = expired.len();
+        for task in expired {
+            self.fail_task(&task, "the runner stopped responding (its lease expired)")
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Ends the running tasks a runner held before it restarted.
+    pub async fn abandon_runner_tasks(&self, runner_id: &str) -> Result<usize> {
+        let tasks = self.store.running_tasks_of(runner_id).await?;
+        let n = tasks.len();
+        for task in tasks {
+            self.fail_task(&task, "the runner restarted while the task was running")
+                .await?;
+        }
+        Ok(n)
+    }
+
+    async fn fail_task(&self, task: &Task, why: &str) -> Result<()> {
+        let Some(ended) = self
+            .store
+            .finish_task(
+                &task.id,
+                None,
+                JobStatus::InfrastructureFail.as_str(),
+                now_ms(),
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        tracing::warn!(task = %task.id, attempt = task.attempt, "{why}");
+        // A step of its own tells the story in the job's output.
+        let now = now_ms();
+        let _ = self
+            .store
+            .upsert_step(&orrery_store::Step {
+                task_id: task.id.clone(),
+                step_index: 9999,
+                name: "Infrastructure failure".into(),
+                background: false,
+                status: "infrastructure_fail".into(),
+                outcome: Some(
+                    serde_json::to_string(&StepOutcome::InfrastructureFailure {
+                        reason: why.to_string(),
+                    })
+                    .unwrap_or_default(),
+                ),
+                started_at: now,
+                stopped_at: Some(now),
+            })
+            .await;
+        let note = format!(
+            "Infrastructure failure: {why}; attempt {} of {}.\n",
+            task.attempt, self.config.max_attempts
+        );
+        let _ = self
+            .store
+            .append_output(&task.id, 9999, 0, note.as_bytes())
+            .await;
+        if ended.attempt < self.config.max_attempts && !ended.cancel_requested {
+            self.store.requeue(&ended).await?;
+            self.queued.notify_waiters();
+            Ok(())
+        } else {
+            self.after_task(&ended).await
+        }
+    }
+
+    // ---- schedules ----
+
+    /// Fires the scheduled workflows whose time came in `(since, now]`.
+    pub async fn fire_schedules(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize> {
+        let mut fired = 0;
+        for s in self.store.schedules().await? {
+            let Ok(schedule) = cron::Schedule::from_str(&format!("0 {}", s.cron)) else {
+                tracing::warn!(cron = %s.cron, "cannot parse a schedule");
+                continue;
+            };
+            for at in schedule.after(&since).take_while(|t| *t <= now) {
+                let slot = at.timestamp() / 60;
+                if !self
+                    .store
+                    .claim_schedule_fire(&s.project_id, &s.workflow, &s.branch, slot)
+                    .await?
+                {
+                    continue;
+                }
+                let Some(project) = self.store.project(&s.project_id).await? else {
+                    continue;
+                };
+                let req = TriggerRequest {
+                    kind: TriggerKind::Schedule,
+                    actor: "scheduler".into(),
+                    branch: Some(s.branch.clone()),
+                    tag: None,
+                    revision: None,
+                    parameters: IndexMap::new(),
+                    review_id: None,
+                    review_url: None,
+                    only_workflow: Some(s.workflow.clone()),
+                };
+                match self.trigger(&project, req).await {
+                    Ok(_) => fired += 1,
+                    Err(e) => tracing::warn!(error = %e, "a scheduled workflow could not start"),
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Runs the background duties until `shutdown`: expired leases every few
+    /// seconds, schedules every 20 seconds (catching up 15 minutes after a
+    /// restart, never firing twice).
+    pub async fn run_background(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        let mut since = chrono::Utc::now() - chrono::Duration::minutes(15);
+        // Leases of remote runners survive a server restart: wait one lease
+        // before declaring anything lost.
+        let first_sweep = tokio::time::Instant::now() + self.config.lease;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut last_schedule = tokio::time::Instant::now() - Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if tokio::time::Instant::now() >= first_sweep
+                && let Err(e) = self.sweep_expired().await
+            {
+                tracing::warn!(error = %e, "sweeping expired leases failed");
+            }
+            if last_schedule.elapsed() >= Duration::from_secs(20) {
+                last_schedule = tokio::time::Instant::now();
+                let now = chrono::Utc::now();
+                if let Err(e) = self.fire_schedules(since, now).await {
+                    tracing::warn!(error = %e, "firing schedules failed");
+                }
+                since = now;
+            }
+        }
+    }
+}
+
+use std::str::FromStr;
+
+/// What a workflow row's `plan` holds: the workflow, its compiled jobs, and
+/// the continuation key of a setup pipeline.
+type StoredPlan = (
+    orrery_config::Workflow,
+    IndexMap<String, orrery_config::Job>,
+    Option<String>,
+);
+
+trait PlanExt {
+    fn jobs_of(&self, wf: &orrery_config::Workflow) -> IndexMap<String, orrery_config::Job>;
+}
+
+impl PlanExt for Plan {
+    fn jobs_of(&self, wf: &orrery_config::Workflow) -> IndexMap<String, orrery_config::Job> {
+        wf.jobs
+            .iter()
+            .filter_map(|j| {
+                self.jobs
+                    .get(&j.name)
+                    .map(|job| (j.name.clone(), job.clone()))
+            })
+            .collect()
+    }
+}
+
+fn new_task(job_id: &str, node: u32, class: &str, now: i64) -> Task {
+    Task {
+        id: new_id(),
+        job_id: job_id.to_string(),
+        node_index: i64::from(node),
+        attempt: 1,
+        state: "queued".into(),
+        result: None,
+        resource_class: class.to_string(),
+        runner_id: None,
+        lease_until: None,
+        cancel_requested: false,
+        created_at: now,
+        claimed_at: None,
+        finished_at: None,
+    }
+}
+
+/// The names of the jobs upstream of job `i`, in the order their workspace
+/// layers apply.
+fn upstream_names(run: &WorkflowRun, i: usize) -> Vec<String> {
+    fn visit(run: &WorkflowRun, i: usize, seen: &mut Vec<bool>, out: &mut Vec<String>) {
+        for (d, _) in &run.jobs[i].requires {
+            if !seen[*d] {
+                seen[*d] = true;
+                visit(run, *d, seen, out);
+                out.push(run.jobs[*d].name.clone());
+            }
+        }
+    }
+    let mut seen = vec![false; run.jobs.len()];
+    let mut out = Vec::new();
+    visit(run, i, &mut seen, &mut out);
+    out
+}
+
+/// The outcome of a step as stored, for API views.
+pub fn step_outcome(json: Option<&str>) -> Option<StepOutcome> {
+    json.and_then(|j| serde_json::from_str(j).ok())
+}
