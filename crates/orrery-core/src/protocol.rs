@@ -114,7 +114,7 @@ pub mod b64 {
     pub fn decode(text: &str) -> Option<Vec<u8>> {
         let value = |c: u8| ALPHABET.iter().position(|a| *a == c).map(|p| p as u32);
         let bytes = text.as_bytes();
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return None;
         }
         let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

@@ -3,6 +3,7 @@
 mod config;
 mod local;
 mod orb;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,13 @@ enum Command {
     /// Run workflows on this machine, from the working tree
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Start the server: API, webhooks, the engine and an embedded runner
+    Server(server::ServerArgs),
+    /// Run jobs for a server, on this host
+    Runner(server::RunnerArgs),
+    /// Manage projects on a server
+    #[command(subcommand)]
+    Project(server::ProjectCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -39,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(c) => config::run(c),
         Command::Orb(c) => orb::run(c),
         Command::Local(c) => local::run(c),
+        Command::Server(a) => server::server(a),
+        Command::Runner(a) => server::runner(a),
+        Command::Project(c) => server::project(c),
     }
 }
 
