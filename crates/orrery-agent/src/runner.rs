@@ -328,6 +328,7 @@ impl<B: TaskBackend> Run<B> {
                     resource_class: job.resource_class.as_deref(),
                     task_dir: &dir,
                     docker_socket: wants_socket,
+                    owner: &self.spec.work_root.display().to_string(),
                 };
                 Environment::Docker(docker::DockerEnv::start(docker, start, &mut log).await?)
             }

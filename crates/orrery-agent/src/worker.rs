@@ -74,6 +74,14 @@ pub async fn run_worker<A: RunnerApi, F: BackendFactory>(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
+    // Containers of a previous process with this work root are orphans now.
+    let removed = crate::exec::docker::remove_owned(&config.work_root.display().to_string()).await;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed containers a previous run of this runner left"
+        );
+    }
     let slots = Arc::new(Semaphore::new(config.slots.max(1)));
     let mut running = tokio::task::JoinSet::new();
     let mut failures = 0u32;

@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
@@ -119,6 +120,11 @@ fn exec(argv: &[String], io: &mut Io<'_>, env: &Env) -> Outcome {
         .unwrap_or(10);
     let mut command = Command::new(program);
     command.args(rest).process_group(0).stdin(Stdio::inherit());
+    // The step's stderr goes where its stdout goes, as on a terminal: one
+    // stream, in the order the step wrote it.
+    if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
+        command.stderr(Stdio::from(out));
+    }
     if !env.cwd.as_os_str().is_empty() {
         command.current_dir(&env.cwd);
     }

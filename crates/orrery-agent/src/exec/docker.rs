@@ -36,6 +36,9 @@ pub const TASK_DATA: &str = "/.circleci-task-data";
 
 /// The label every container of a task carries.
 pub const TASK_LABEL: &str = "orrery.task";
+/// The work root of the runner that started a container, so that a runner
+/// restarted after a crash removes what its previous process left.
+pub const OWNER_LABEL: &str = "orrery.work-root";
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -48,6 +51,8 @@ pub struct DockerStart<'a> {
     pub task_dir: &'a Path,
     /// Mount the engine's socket for `setup_remote_docker`.
     pub docker_socket: bool,
+    /// The runner's work root ([`OWNER_LABEL`]).
+    pub owner: &'a str,
 }
 
 pub struct DockerEnv {
@@ -165,8 +170,11 @@ impl DockerEnv {
             .filter_map(|i| i.name.as_ref())
             .map(|n| format!("{n}:127.0.0.1"))
             .collect();
-        let labels: HashMap<String, String> =
-            [(TASK_LABEL.to_string(), start.task_id.to_string())].into();
+        let labels: HashMap<String, String> = [
+            (TASK_LABEL.to_string(), start.task_id.to_string()),
+            (OWNER_LABEL.to_string(), start.owner.to_string()),
+        ]
+        .into();
 
         // The primary container.
         let primary = &start.images[0];
@@ -617,6 +625,34 @@ pub(crate) async fn exit_code(docker: &Docker, exec_id: &str) -> std::io::Result
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Removes the containers a runner with work root `owner` left behind (it
+/// was killed); returns how many. Quietly 0 when Docker is not reachable.
+pub async fn remove_owned(owner: &str) -> usize {
+    let Ok(docker) = Docker::connect_with_local_defaults() else {
+        return 0;
+    };
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![format!("{OWNER_LABEL}={owner}")]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(list) = docker.list_containers(Some(options)).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for id in list.into_iter().filter_map(|c| c.id) {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        if docker.remove_container(&id, Some(options)).await.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Removes containers left by tasks that did not clean up (a killed runner).
