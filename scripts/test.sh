@@ -2,7 +2,7 @@
 # The whole test suite, as README.md gives it and .ci/run calls it.
 #
 # It installs and starts what the tests need when it is missing (cargo-nextest,
-# git, Docker Engine and the test images), then runs every test of the
+# git, openssl, curl, Docker Engine and the test images), then runs every test of the
 # workspace with nextest, the doc tests, and the licence check.
 # Run it from anywhere: it works in the repository root.
 set -euo pipefail
@@ -10,9 +10,14 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-if ! command -v git >/dev/null 2>&1; then
-  log "installing git"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null
+missing=()
+for tool in git openssl curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
