@@ -47,6 +47,8 @@ pub struct AppState {
     pub base_url: String,
     pub data_dir: PathBuf,
     pub orbs: Arc<dyn OrbSource + Send + Sync>,
+    /// Cancelled when the server stops: long polls and live streams end.
+    pub shutdown: CancellationToken,
 }
 
 /// How to run a server.
@@ -175,6 +177,7 @@ impl Server {
             Arc::clone(&config.orbs),
             Arc::clone(&cipher) as Arc<dyn orrery_engine::Secrets>,
         );
+        let shutdown = CancellationToken::new();
         let state = Arc::new(AppState {
             engine: Arc::clone(&engine),
             store: store.clone(),
@@ -182,9 +185,9 @@ impl Server {
             base_url: base_url.clone(),
             data_dir: config.data_dir.clone(),
             orbs: Arc::clone(&config.orbs),
+            shutdown: shutdown.clone(),
         });
 
-        let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
 
         // The engine's background work.

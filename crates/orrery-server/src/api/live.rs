@@ -195,7 +195,12 @@ async fn stream(
             // Wait for news of this job, or a while.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
             loop {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
+                let next = tokio::select! {
+                    n = tokio::time::timeout_at(deadline, events.recv()) => n,
+                    // The server is stopping: end the stream (the client reconnects).
+                    _ = state.shutdown.cancelled() => return,
+                };
+                match next {
                     Err(_) => break,
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                     Ok(Err(broadcast::error::RecvError::Closed)) => return,

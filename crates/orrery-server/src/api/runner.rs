@@ -113,10 +113,11 @@ async fn claim(
     let id = runner_id(&auth, &headers)?;
     let wait =
         Duration::from_secs(body.map(|Json(b)| b.wait_secs).unwrap_or(0)).min(MAX_CLAIM_WAIT);
-    let claimed = state
-        .engine
-        .claim(&id, std::slice::from_ref(&auth.resource_class), wait)
-        .await?;
+    let claimed = tokio::select! {
+        c = state.engine.claim(&id, std::slice::from_ref(&auth.resource_class), wait) => c?,
+        // A stopping server ends long polls; the runner asks again after the restart.
+        _ = state.shutdown.cancelled() => None,
+    };
     Ok(match claimed {
         Some(a) => axum::Json(a).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
