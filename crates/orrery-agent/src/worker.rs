@@ -211,10 +211,16 @@ pub async fn run_assignment<A: RunnerApi, B: TaskBackend>(
             let mut batch: Vec<RunnerEvent> = Vec::new();
             let mut pending_bytes = 0usize;
             let flush_every = Duration::from_millis(200);
+            // When the oldest event of the batch arrived: a batch is sent
+            // at most `flush_every` later, however steadily output flows.
+            let mut batch_since: Option<tokio::time::Instant> = None;
             loop {
-                let event = tokio::time::timeout(flush_every, rx.recv()).await;
+                let wait =
+                    batch_since.map_or(flush_every, |t| flush_every.saturating_sub(t.elapsed()));
+                let event = tokio::time::timeout(wait, rx.recv()).await;
                 let done = matches!(event, Ok(None));
                 if let Ok(Some(event)) = event {
+                    let since = *batch_since.get_or_insert_with(tokio::time::Instant::now);
                     let now = orrery_now();
                     match event {
                         TaskEvent::StepStarted {
@@ -256,10 +262,14 @@ pub async fn run_assignment<A: RunnerApi, B: TaskBackend>(
                             })
                         }
                     }
-                    if pending_bytes < 512 * 1024 && batch.len() < 256 {
+                    if pending_bytes < 512 * 1024
+                        && batch.len() < 256
+                        && since.elapsed() < flush_every
+                    {
                         continue;
                     }
                 }
+                batch_since = None;
                 if !batch.is_empty() {
                     let events = std::mem::take(&mut batch);
                     pending_bytes = 0;

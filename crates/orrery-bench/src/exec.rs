@@ -13,13 +13,13 @@ use crate::{fastest, ms};
 const IMAGE: &str = "orrery-test/debian:12";
 const RUNS: usize = 5;
 
-fn orrery_binary() -> Option<PathBuf> {
+pub(crate) fn orrery_binary() -> Option<PathBuf> {
     let me = std::env::current_exe().ok()?;
     let path = me.parent()?.join("orrery");
     path.is_file().then_some(path)
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -192,7 +192,7 @@ pub fn run() {
 }
 
 /// A temporary directory removed on drop (the bench has no test dependencies).
-mod tempfile_lite {
+pub(crate) mod tempfile_lite {
     use std::path::{Path, PathBuf};
 
     pub struct Dir(PathBuf);

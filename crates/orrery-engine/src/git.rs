@@ -100,21 +100,40 @@ impl Repos {
         tag: Option<&str>,
     ) -> Result<String, GitError> {
         let dir = self.dir(project_id);
-        let rev = match (branch, tag) {
-            (_, Some(t)) => format!("refs/tags/{t}^{{commit}}"),
-            (Some(b), None) => format!("refs/heads/{b}^{{commit}}"),
-            (None, None) => "HEAD".to_string(),
-        };
-        git(Some(&dir), &["rev-parse", "--verify", "--quiet", &rev])
-            .await
-            .map(|s| s.trim().to_string())
-            .map_err(|_| {
-                GitError(match (branch, tag) {
-                    (_, Some(t)) => format!("the repository has no tag {t}"),
-                    (Some(b), None) => format!("the repository has no branch {b}"),
-                    _ => "the repository has no default branch".to_string(),
-                })
-            })
+        git(
+            Some(&dir),
+            &["rev-parse", "--verify", "--quiet", &ref_spec(branch, tag)],
+        )
+        .await
+        .map(|s| s.trim().to_string())
+        .map_err(|_| no_such_ref(branch, tag))
+    }
+
+    /// The commit a branch or tag points at, with its details: what
+    /// [`Repos::resolve`] and [`Repos::commit_info`] give, in one git process.
+    pub async fn resolve_commit(
+        &self,
+        project_id: &str,
+        branch: Option<&str>,
+        tag: Option<&str>,
+    ) -> Result<(String, CommitInfo), GitError> {
+        let dir = self.dir(project_id);
+        let out = git(
+            Some(&dir),
+            &[
+                "log",
+                "-1",
+                "--format=%H%x00%s%x00%b%x00%an%x00%ae",
+                &ref_spec(branch, tag),
+                "--",
+            ],
+        )
+        .await
+        .map_err(|_| no_such_ref(branch, tag))?;
+        let (sha, rest) = out
+            .split_once('\0')
+            .ok_or_else(|| no_such_ref(branch, tag))?;
+        Ok((sha.trim().to_string(), parse_commit_info(rest)))
     }
 
     /// A file at a revision, `None` when it does not exist there.
@@ -126,17 +145,17 @@ impl Repos {
     ) -> Result<Option<String>, GitError> {
         let dir = self.dir(project_id);
         let spec = format!("{revision}:{path}");
-        if git(Some(&dir), &["cat-file", "-e", &spec]).await.is_err() {
-            // Distinguish a missing revision from a missing file.
-            git(
-                Some(&dir),
-                &["cat-file", "-e", &format!("{revision}^{{commit}}")],
-            )
-            .await
-            .map_err(|_| GitError(format!("the repository has no commit {revision}")))?;
-            return Ok(None);
+        if let Ok(text) = git(Some(&dir), &["cat-file", "blob", &spec]).await {
+            return Ok(Some(text));
         }
-        git(Some(&dir), &["show", &spec]).await.map(Some)
+        // Distinguish a missing revision from a missing file.
+        git(
+            Some(&dir),
+            &["cat-file", "-e", &format!("{revision}^{{commit}}")],
+        )
+        .await
+        .map_err(|_| GitError(format!("the repository has no commit {revision}")))?;
+        Ok(None)
     }
 
     pub async fn commit_info(
@@ -150,12 +169,34 @@ impl Repos {
             &["log", "-1", "--format=%s%x00%b%x00%an%x00%ae", revision],
         )
         .await?;
-        let mut parts = out.trim_end_matches('\n').split('\0');
-        Ok(CommitInfo {
-            subject: parts.next().unwrap_or_default().to_string(),
-            body: parts.next().unwrap_or_default().trim().to_string(),
-            author_name: parts.next().unwrap_or_default().to_string(),
-            author_email: parts.next().unwrap_or_default().to_string(),
-        })
+        Ok(parse_commit_info(&out))
+    }
+}
+
+/// The revision a branch or tag names (`HEAD` for neither).
+fn ref_spec(branch: Option<&str>, tag: Option<&str>) -> String {
+    match (branch, tag) {
+        (_, Some(t)) => format!("refs/tags/{t}^{{commit}}"),
+        (Some(b), None) => format!("refs/heads/{b}^{{commit}}"),
+        (None, None) => "HEAD".to_string(),
+    }
+}
+
+fn no_such_ref(branch: Option<&str>, tag: Option<&str>) -> GitError {
+    GitError(match (branch, tag) {
+        (_, Some(t)) => format!("the repository has no tag {t}"),
+        (Some(b), None) => format!("the repository has no branch {b}"),
+        _ => "the repository has no default branch".to_string(),
+    })
+}
+
+/// `%s%x00%b%x00%an%x00%ae` output.
+fn parse_commit_info(out: &str) -> CommitInfo {
+    let mut parts = out.trim_end_matches('\n').split('\0');
+    CommitInfo {
+        subject: parts.next().unwrap_or_default().to_string(),
+        body: parts.next().unwrap_or_default().trim().to_string(),
+        author_name: parts.next().unwrap_or_default().to_string(),
+        author_email: parts.next().unwrap_or_default().to_string(),
     }
 }

@@ -34,6 +34,7 @@ use orrery_store::{
     Job, JobUpdate, NewPipeline, Pipeline, Project, Store, StoreError, Task, Workflow, new_id,
     now_ms,
 };
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::sync::{Notify, broadcast};
@@ -156,6 +157,11 @@ pub struct Engine {
     queued: Notify,
     /// One trigger at a time per project (they share the repository mirror).
     project_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Changes to a workflow's run go one at a time in this process (by a
+    /// stripe of the workflow id): concurrent results of one workflow would
+    /// otherwise mostly fail the version check and redo their work. The
+    /// version check still guards against other processes.
+    run_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 fn errors_json(kind: &str, messages: &[String]) -> String {
@@ -192,6 +198,7 @@ impl Engine {
             events,
             queued: Notify::new(),
             project_locks: tokio::sync::Mutex::new(HashMap::new()),
+            run_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -209,6 +216,13 @@ impl Engine {
 
     fn emit(&self, event: EngineEvent) {
         let _ = self.events.send(event);
+    }
+
+    fn run_lock(&self, workflow_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        workflow_id.hash(&mut h);
+        &self.run_locks[h.finish() as usize % self.run_locks.len()]
     }
 
     async fn project_lock(&self, project_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -259,19 +273,20 @@ impl Engine {
             (None, None) => Some(project.default_branch.clone()),
             (b, _) => b.clone(),
         };
-        let revision = match &req.revision {
-            Some(r) => r.clone(),
+        let (revision, commit) = match &req.revision {
+            Some(r) => (
+                r.clone(),
+                self.repos
+                    .commit_info(&project.id, r)
+                    .await
+                    .unwrap_or_default(),
+            ),
             None => self
                 .repos
-                .resolve(&project.id, branch.as_deref(), req.tag.as_deref())
+                .resolve_commit(&project.id, branch.as_deref(), req.tag.as_deref())
                 .await
                 .map_err(|e| EngineError::BadRequest(e.to_string()))?,
         };
-        let commit = self
-            .repos
-            .commit_info(&project.id, &revision)
-            .await
-            .unwrap_or_default();
         let parameters = serde_json::to_string(&req.parameters).unwrap_or_else(|_| "{}".into());
         let pipeline = self
             .store
@@ -733,22 +748,39 @@ impl Engine {
         actor: Option<&str>,
         mut change: impl FnMut(&mut WorkflowRun, &[String]) -> Result<R>,
     ) -> Result<R> {
+        let _one_at_a_time = self.run_lock(workflow_id).lock().await;
         for _ in 0..100 {
             let workflow = self
                 .store
-                .workflow(workflow_id)
+                .workflow_head(workflow_id)
                 .await?
                 .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
             let mut state: RunState = serde_json::from_str(&workflow.run_state)
                 .map_err(|e| EngineError::Internal(format!("workflow state: {e}")))?;
-            let stored: StoredPlan = serde_json::from_str(&workflow.plan)
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
             let before: Vec<JobStatus> = state.run.jobs.iter().map(|j| j.status).collect();
             let out = change(&mut state.run, &state.job_ids)?;
             let now = now_ms();
             let mut tasks = Vec::new();
-            for i in state.run.ready() {
-                let job = stored.1.get(&state.run.jobs[i].name);
+            let ready = state.run.ready();
+            // The plan (every job's compiled config) is only needed to queue
+            // jobs that became ready; most changes queue none.
+            let stored: Option<StoredPlan> = if ready.is_empty() {
+                None
+            } else {
+                let plan = self
+                    .store
+                    .workflow_plan(workflow_id)
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+                Some(
+                    serde_json::from_str(&plan)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                )
+            };
+            for i in ready {
+                let job = stored
+                    .as_ref()
+                    .and_then(|s| s.1.get(&state.run.jobs[i].name));
                 let total = job.map_or(1, |j| j.task_count());
                 let class = job
                     .and_then(|j| j.resource_class.clone())
@@ -1018,39 +1050,63 @@ impl Engine {
     }
 
     async fn assignment(&self, task: Task, job: Job) -> Result<Assignment> {
-        // The job runs once its first task is claimed.
-        if job.status == "queued" {
-            let job_id = job.id.clone();
-            let _ = self
-                .update_run(&job.workflow_id, None, |run, ids| {
-                    if let Some(i) = ids.iter().position(|id| *id == job_id)
-                        && run.jobs[i].status == JobStatus::Queued
-                    {
-                        run.set_status(i, JobStatus::Running);
-                    }
-                    Ok(())
-                })
-                .await;
+        // The job runs once its first task is claimed. Only the job's row
+        // records it: to the workflow run, queued and running are both
+        // active, and going through `update_run` would read and rewrite the
+        // whole run (and its plan) on every claim.
+        let started = async {
+            if job.status == "queued" {
+                self.store.start_job(&job.id, now_ms()).await
+            } else {
+                Ok(false)
+            }
+        };
+        // The run state only matters for the jobs upstream.
+        let has_upstream = job.dependencies != "[]";
+        let workflow = async {
+            if has_upstream {
+                self.store.workflow_head(&job.workflow_id).await
+            } else {
+                self.store.workflow_summary(&job.workflow_id).await
+            }
+        };
+        // What the assignment needs, read at once.
+        let (started, workflow, pipeline, project, env) = tokio::try_join!(
+            started,
+            workflow,
+            self.store.pipeline(&job.pipeline_id),
+            self.store.project(&job.project_id),
+            self.store.env(&job.project_id),
+        )?;
+        if started {
+            self.emit(EngineEvent::Job {
+                job_id: job.id.clone(),
+                workflow_id: job.workflow_id.clone(),
+                status: JobStatus::Running.as_str().into(),
+            });
         }
-        let workflow = self
-            .store
-            .workflow(&job.workflow_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound("workflow".into()))?;
-        let pipeline = self.pipeline(&job.pipeline_id).await?;
-        let project = self
-            .store
-            .project(&job.project_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound("project".into()))?;
+        let workflow = workflow.ok_or_else(|| EngineError::NotFound("workflow".into()))?;
+        let pipeline =
+            pipeline.ok_or_else(|| EngineError::NotFound("Pipeline not found".into()))?;
+        let project = project.ok_or_else(|| EngineError::NotFound("project".into()))?;
         let compiled: orrery_config::Job = serde_json::from_str(&job.job)
             .map_err(|e| EngineError::Internal(format!("job: {e}")))?;
-        let stored: StoredPlan = serde_json::from_str(&workflow.plan)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
-        let state: RunState = serde_json::from_str(&workflow.run_state)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        // Of the stored plan (all the workflow's jobs), only the
+        // continuation key is needed here, which only setup workflows have.
+        let continuation_key = if workflow.tag.as_deref() == Some("setup") {
+            let plan = self
+                .store
+                .workflow_plan(&workflow.id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound("workflow".into()))?;
+            let (_, _, key): (IgnoredAny, IgnoredAny, Option<String>) =
+                serde_json::from_str(&plan).map_err(|e| EngineError::Internal(e.to_string()))?;
+            key
+        } else {
+            None
+        };
         let mut project_env = Vec::new();
-        for var in self.store.env(&project.id).await? {
+        for var in env {
             match self.secrets.open(&var.value) {
                 Some(v) => project_env.push((var.name, v)),
                 None => {
@@ -1058,11 +1114,18 @@ impl Engine {
                 }
             }
         }
-        let upstream = state
-            .run
-            .job(&job.name)
-            .map(|(i, _)| upstream_names(&state.run, i))
-            .unwrap_or_default();
+        // The jobs upstream, from the run (a job without dependencies has none).
+        let upstream = if !has_upstream {
+            Vec::new()
+        } else {
+            let state: RunState = serde_json::from_str(&workflow.run_state)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            state
+                .run
+                .job(&job.name)
+                .map(|(i, _)| upstream_names(&state.run, i))
+                .unwrap_or_default()
+        };
         let org = project
             .slug
             .split('/')
@@ -1107,7 +1170,7 @@ impl Engine {
             env.insert("CIRCLE_PULL_REQUEST".into(), url.clone());
             env.insert("CIRCLE_PULL_REQUESTS".into(), url.clone());
         }
-        if let Some(key) = stored.2.as_ref() {
+        if let Some(key) = continuation_key.as_ref() {
             env.insert("CIRCLE_CONTINUATION_KEY".into(), key.clone());
         }
         Ok(Assignment {
@@ -1248,29 +1311,35 @@ impl Engine {
 
     /// Moves the job (and workflow) on once all nodes of a job have ended.
     async fn after_task(&self, task: &Task) -> Result<()> {
-        let tasks = self.store.tasks_of_job(&task.job_id).await?;
-        let mut latest: HashMap<i64, &Task> = HashMap::new();
-        for t in &tasks {
-            if latest
-                .get(&t.node_index)
-                .is_none_or(|l| t.attempt > l.attempt)
-            {
-                latest.insert(t.node_index, t);
-            }
-        }
-        if latest.values().any(|t| t.state != "finished") {
-            return Ok(());
-        }
-        let status = JobStatus::combine(
-            latest
-                .values()
-                .map(|t| job_status(t.result.as_deref().unwrap_or("failed"))),
-        );
         let job = self
             .store
             .job(&task.job_id)
             .await?
             .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+        let status = if job.parallelism <= 1 {
+            // One node: the task that just ended is its latest attempt (a
+            // retry is queued only after the attempt before it ended).
+            job_status(task.result.as_deref().unwrap_or("failed"))
+        } else {
+            let tasks = self.store.tasks_of_job(&task.job_id).await?;
+            let mut latest: HashMap<i64, &Task> = HashMap::new();
+            for t in &tasks {
+                if latest
+                    .get(&t.node_index)
+                    .is_none_or(|l| t.attempt > l.attempt)
+                {
+                    latest.insert(t.node_index, t);
+                }
+            }
+            if latest.values().any(|t| t.state != "finished") {
+                return Ok(());
+            }
+            JobStatus::combine(
+                latest
+                    .values()
+                    .map(|t| job_status(t.result.as_deref().unwrap_or("failed"))),
+            )
+        };
         let job_id = job.id.clone();
         self.update_run(&job.workflow_id, None, |run, ids| {
             if let Some(i) = ids.iter().position(|id| *id == job_id)

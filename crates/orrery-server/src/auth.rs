@@ -68,8 +68,36 @@ pub fn token_of(parts: &Parts) -> Option<String> {
     let query = parts.uri.query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == "circle-token").then(|| v.to_string())
+        (k == "circle-token").then(|| query_value(v))
     })
+}
+
+/// A query string value as a client encodes it: `%XX` escapes, `+` for a
+/// space. Bytes that do not decode are kept as they are.
+fn query_value(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl FromRequestParts<Arc<AppState>> for Auth {

@@ -43,10 +43,15 @@ fn api_err(e: orrery_engine::EngineError) -> ApiError {
 
 impl RunnerApi for InProcess {
     async fn claim(&self, wait: Duration) -> Result<Option<Assignment>, ApiError> {
-        self.engine
+        let mut claimed = self
+            .engine
             .claim(&self.runner_id, &self.classes, wait)
             .await
-            .map_err(api_err)
+            .map_err(api_err)?;
+        if let Some(a) = &mut claimed {
+            crate::secrets::guard_assignment(a);
+        }
+        Ok(claimed)
     }
 
     async fn heartbeat(&self, task_id: &str) -> Result<HeartbeatReply, ApiError> {

@@ -239,6 +239,12 @@ impl Server {
         let app = api::router(Arc::clone(&state));
         {
             let stop = shutdown.clone();
+            // No Nagle: small writes (live output events, responses on a
+            // kept-alive connection) would otherwise wait for the client's
+            // delayed ACK, 40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tasks.spawn(async move {
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -285,9 +291,8 @@ async fn bootstrap(
     if store.count_users().await? > 0 {
         return Ok(None);
     }
-    let admin = store
-        .create_user("admin", "Administrator", Role::Admin)
-        .await?;
+    // The token is checked before the account is made: an account without a
+    // token would lock everyone out, since later starts see a user and skip this.
     let (token, shown) = match admin_token {
         Some(t) if t.trim().len() < 16 => {
             return Err(StartError::Config(
@@ -300,6 +305,9 @@ async fn bootstrap(
             (t.clone(), Some(t))
         }
     };
+    let admin = store
+        .create_user("admin", "Administrator", Role::Admin)
+        .await?;
     store
         .create_token(&admin.id, &hash_token(&token), "first start")
         .await?;

@@ -95,6 +95,23 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     out
 }
 
+/// Built-in variables whose values are credentials (a setup job's key to
+/// continue its pipeline, which works without an API token). Runners list
+/// built-in values in the job's output in clear, and anyone who may read
+/// output could use the key; so these travel with the secret variables,
+/// which runners mask in the listing and in step output.
+pub const SECRET_BUILTINS: &[&str] = &["CIRCLE_CONTINUATION_KEY"];
+
+/// Moves [`SECRET_BUILTINS`] of an assignment to its secret variables, before
+/// it is handed to a runner (embedded or remote).
+pub fn guard_assignment(a: &mut orrery_core::protocol::Assignment) {
+    for name in SECRET_BUILTINS {
+        if let Some(value) = a.builtin_env.shift_remove(*name) {
+            a.context_env.push((name.to_string(), value));
+        }
+    }
+}
+
 /// A new random token (hex).
 pub fn new_token() -> String {
     hex::encode(random_bytes(24))

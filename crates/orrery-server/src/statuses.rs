@@ -3,6 +3,7 @@
 //! VCS token. Best effort: a failed call is logged (without the token) and
 //! the next change of the job sends its state again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,13 +124,43 @@ pub fn status_update(
     }
 }
 
-async fn send_for_job(state: &AppState, client: &reqwest::Client, job_id: &str) -> Option<()> {
-    let job = state.store.job(job_id).await.ok()??;
+/// What was last sent for each job, `(state, description)`: a job is told
+/// again only when that changes (GitLab refuses a repeated state, and GitHub
+/// would list it twice).
+#[derive(Default)]
+struct Sent(HashMap<String, (&'static str, String)>);
+
+impl Sent {
+    /// Jobs remembered at most; past it the memory starts over (at worst a
+    /// status is sent twice).
+    const CAPACITY: usize = 50_000;
+
+    fn remember(&mut self, job_id: &str, key: (&'static str, String)) {
+        if self.0.len() >= Sent::CAPACITY {
+            self.0.clear();
+        }
+        self.0.insert(job_id.to_string(), key);
+    }
+}
+
+async fn send_for_job(
+    state: &AppState,
+    client: &reqwest::Client,
+    job: &Job,
+    sent: &mut Sent,
+) -> Option<()> {
     if job.job_type != "build" {
         return None;
     }
     let project = state.store.project(&job.project_id).await.ok()??;
     let token = state.cipher.open(project.vcs_token.as_deref()?)?;
+    let key = (
+        provider_state(&project.vcs_provider, &job.status)?,
+        description(&job.status),
+    );
+    if sent.0.get(&job.id) == Some(&key) {
+        return None;
+    }
     let pipeline = state.store.pipeline(&job.pipeline_id).await.ok()??;
     let api = match state
         .store
@@ -148,7 +179,7 @@ async fn send_for_job(state: &AppState, client: &reqwest::Client, job_id: &str) 
         job.workflow_id,
         job.number.unwrap_or_default()
     );
-    let update = status_update(&project, &api, &token, &pipeline, &job, &target)?;
+    let update = status_update(&project, &api, &token, &pipeline, job, &target)?;
     let mut req = client
         .post(&update.method_url)
         .header(update.auth.0, &update.auth.1)
@@ -158,7 +189,7 @@ async fn send_for_job(state: &AppState, client: &reqwest::Client, job_id: &str) 
         req = req.json(body);
     }
     match req.send().await {
-        Ok(r) if r.status().is_success() => {}
+        Ok(r) if r.status().is_success() => sent.remember(&job.id, key),
         Ok(r) => tracing::warn!(
             project = %project.slug, job = %job.name, status = %r.status(),
             "the VCS refused a commit status"
@@ -181,6 +212,7 @@ pub async fn run_notifier(state: Arc<AppState>, shutdown: CancellationToken) {
             return;
         }
     };
+    let mut sent = Sent::default();
     loop {
         let event = tokio::select! {
             e = events.recv() => e,
@@ -188,7 +220,22 @@ pub async fn run_notifier(state: Arc<AppState>, shutdown: CancellationToken) {
         };
         match event {
             Ok(EngineEvent::Job { job_id, .. }) => {
-                send_for_job(&state, &client, &job_id).await;
+                if let Ok(Some(job)) = state.store.job(&job_id).await {
+                    send_for_job(&state, &client, &job, &mut sent).await;
+                }
+            }
+            // A new workflow's first jobs are queued without events of their
+            // own: report them (jobs still blocked are reported once they
+            // leave that state, as their later changes come as job events).
+            Ok(EngineEvent::Workflow { workflow_id, .. }) => {
+                let jobs = state
+                    .store
+                    .jobs_of_workflow(&workflow_id)
+                    .await
+                    .unwrap_or_default();
+                for job in jobs.iter().filter(|j| j.status != "blocked") {
+                    send_for_job(&state, &client, job, &mut sent).await;
+                }
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(n)) => {

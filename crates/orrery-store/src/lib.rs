@@ -53,7 +53,10 @@ pub fn new_id() -> String {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads.
     pool: AnyPool,
+    /// Writes: one connection on SQLite, the same pool on Postgres.
+    writer: AnyPool,
 }
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
@@ -71,6 +74,8 @@ fn flag(row: &AnyRow, col: &str) -> Result<bool> {
 const PROJECT_COLUMNS: &str = "id, org_id, name, slug, vcs_provider, repo_url, default_branch, webhook_secret, vcs_token, settings, created_at";
 const PIPELINE_COLUMNS: &str = "id, project_id, number, state, trigger_type, trigger_actor, received_at, created_at, updated_at, branch, tag, revision, commit_subject, commit_body, origin_repo_url, review_id, review_url, parameters, config_source, config_compiled, setup_config_source, setup_config_compiled, errors, continuation_key_hash, continuation_expires_at";
 const WORKFLOW_COLUMNS: &str = "id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, plan, run_state, version";
+/// Workflows with their plans (kept in `workflow_plans`).
+const WORKFLOW_SELECT: &str = "SELECT w.id, w.pipeline_id, w.project_id, w.name, w.status, w.tag, w.created_at, w.stopped_at, w.started_by, w.canceled_by, w.workspace_id, w.rerun_of, COALESCE(p.plan, w.plan) AS plan, w.run_state, w.version FROM workflows w LEFT JOIN workflow_plans p ON p.workflow_id = w.id";
 const JOB_COLUMNS: &str = "id, workflow_id, pipeline_id, project_id, name, number, job_type, status, parallelism, job, contexts, dependencies, created_at, queued_at, started_at, stopped_at, approved_by, approval_request_id, canceled_by, position";
 const TASK_COLUMNS: &str = "id, job_id, node_index, attempt, state, result, resource_class, runner_id, lease_until, cancel_requested, created_at, claimed_at, finished_at";
 
@@ -226,39 +231,50 @@ impl Store {
             url.to_string()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if is_sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        use sqlx::Executor;
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-                            .await?;
-                    }
-                    Ok(())
+        let pool_options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if is_sqlite {
+                            use sqlx::Executor;
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                                .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_options(if is_sqlite { 8 } else { 16 })
+            .connect_with(options.clone())
             .await?;
-        let store = Store { pool };
+        // SQLite takes one writer at a time, and a writer that finds the
+        // database locked sleeps (1 ms, then longer) before it tries again:
+        // this process's writes queue for one connection instead.
+        let writer = if is_sqlite {
+            pool_options(1).connect_with(options).await?
+        } else {
+            pool.clone()
+        };
+        let store = Store { pool, writer };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         for (version, sql) in schema::MIGRATIONS {
             let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
             if applied.is_some() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 sqlx::query(statement).execute(&mut *tx).await?;
             }
@@ -290,7 +306,7 @@ impl Store {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -311,7 +327,7 @@ impl Store {
             .bind(&user.name)
             .bind(user.role.as_str())
             .bind(user.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("a user named {login} exists")));
@@ -358,7 +374,7 @@ impl Store {
             .bind(token_hash)
             .bind(label)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(id)
     }
@@ -379,7 +395,7 @@ impl Store {
             .bind(name)
             .bind(vcs_type)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let row = sqlx::query("SELECT id, name, vcs_type, created_at FROM orgs WHERE name = $1")
             .bind(name)
@@ -426,7 +442,7 @@ impl Store {
         .bind(&p.vcs_token)
         .bind("{}")
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("project {} exists", p.slug)));
@@ -472,7 +488,7 @@ impl Store {
             .bind(name)
             .bind(value)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(EnvVar {
             name: name.to_string(),
@@ -503,7 +519,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM project_env WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -512,7 +528,7 @@ impl Store {
 
     /// Creates a pipeline with the project's next number.
     pub async fn create_pipeline(&self, project_id: &str, p: NewPipeline) -> Result<Pipeline> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query("UPDATE projects SET pipeline_counter = pipeline_counter + 1 WHERE id = $1 RETURNING pipeline_counter")
             .bind(project_id)
             .fetch_optional(&mut *tx)
@@ -575,7 +591,7 @@ impl Store {
         .bind(errors)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -585,7 +601,7 @@ impl Store {
             .bind(state)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -600,7 +616,7 @@ impl Store {
             .bind(key_hash)
             .bind(expires_at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -611,7 +627,7 @@ impl Store {
         let row = sqlx::query("UPDATE pipelines SET continuation_key_hash = NULL WHERE continuation_key_hash = $1 AND continuation_expires_at > $2 RETURNING id")
             .bind(key_hash)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         match row {
             Some(r) => self.pipeline(&get::<String>(&r, "id")?).await,
@@ -700,7 +716,7 @@ impl Store {
         jobs: &mut [Job],
         tasks: &[Task],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         )))
@@ -716,11 +732,16 @@ impl Store {
         .bind(&w.canceled_by)
         .bind(&w.workspace_id)
         .bind(&w.rerun_of)
-        .bind(&w.plan)
+        .bind("")
         .bind(&w.run_state)
         .bind(w.version)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO workflow_plans (workflow_id, plan) VALUES ($1, $2)")
+            .bind(&w.id)
+            .bind(&w.plan)
+            .execute(&mut *tx)
+            .await?;
         for job in jobs.iter_mut() {
             if job.job_type == "build" && job.number.is_none() {
                 let row = sqlx::query("UPDATE projects SET job_counter = job_counter + 1 WHERE id = $1 RETURNING job_counter")
@@ -739,27 +760,55 @@ impl Store {
     }
 
     pub async fn workflow(&self, id: &str) -> Result<Option<Workflow>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("{WORKFLOW_SELECT} WHERE w.id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| workflow_row(&r)).transpose()
     }
 
-    pub async fn workflows_of_pipeline(&self, pipeline_id: &str) -> Result<Vec<Workflow>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE pipeline_id = $1 ORDER BY created_at, id")))
-            .bind(pipeline_id)
-            .fetch_all(&self.pool)
+    /// A workflow without its plan (`plan` is empty): what changes of its run
+    /// need, without reading every job's compiled config.
+    pub async fn workflow_head(&self, id: &str) -> Result<Option<Workflow>> {
+        let row = sqlx::query("SELECT id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, '' AS plan, run_state, version FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
             .await?;
+        row.map(|r| workflow_row(&r)).transpose()
+    }
+
+    /// A workflow without its plan and run state (both empty).
+    pub async fn workflow_summary(&self, id: &str) -> Result<Option<Workflow>> {
+        let row = sqlx::query("SELECT id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, '' AS plan, '' AS run_state, version FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| workflow_row(&r)).transpose()
+    }
+
+    /// A workflow's plan.
+    pub async fn workflow_plan(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT COALESCE(p.plan, w.plan) AS plan FROM workflows w LEFT JOIN workflow_plans p ON p.workflow_id = w.id WHERE w.id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get(&r, "plan")).transpose()
+    }
+
+    pub async fn workflows_of_pipeline(&self, pipeline_id: &str) -> Result<Vec<Workflow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{WORKFLOW_SELECT} WHERE w.pipeline_id = $1 ORDER BY w.created_at, w.id"
+        )))
+        .bind(pipeline_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(workflow_row).collect()
     }
 
     /// Workflows that have not ended.
     pub async fn active_workflows(&self) -> Result<Vec<Workflow>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE stopped_at IS NULL ORDER BY created_at"
+            "{WORKFLOW_SELECT} WHERE w.stopped_at IS NULL ORDER BY w.created_at"
         )))
         .fetch_all(&self.pool)
         .await?;
@@ -829,7 +878,7 @@ impl Store {
         job_updates: &[JobUpdate],
         new_tasks: &[Task],
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("UPDATE workflows SET status = $1, run_state = $2, stopped_at = $3, canceled_by = COALESCE($4, canceled_by), version = version + 1 WHERE id = $5 AND version = $6")
             .bind(status)
             .bind(run_state)
@@ -862,11 +911,22 @@ impl Store {
         Ok(true)
     }
 
+    /// Marks a queued job running (its first task was claimed); `true` when
+    /// this call did.
+    pub async fn start_job(&self, job_id: &str, now: Millis) -> Result<bool> {
+        let done = sqlx::query("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued'")
+            .bind(now)
+            .bind(job_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn update_workflow_job_approver(&self, job_id: &str, user: &str) -> Result<()> {
         sqlx::query("UPDATE jobs SET approved_by = $1 WHERE id = $2")
             .bind(user)
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -890,7 +950,7 @@ impl Store {
             .bind(lease_until)
             .bind(now)
             .bind(class)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
             if let Some(row) = row {
                 let task = task_row(&row)?;
@@ -917,7 +977,7 @@ impl Store {
         .bind(lease_until)
         .bind(task_id)
         .bind(runner_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(|r| task_row(&r)).transpose()
     }
@@ -939,7 +999,7 @@ impl Store {
             .bind(now)
             .bind(task_id)
             .bind(r)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?,
             None => sqlx::query(AssertSqlSafe(format!(
                 "UPDATE tasks SET state = 'finished', result = $1, finished_at = $2, lease_until = NULL WHERE id = $3 AND state <> 'finished' RETURNING {TASK_COLUMNS}"
@@ -947,7 +1007,7 @@ impl Store {
             .bind(result)
             .bind(now)
             .bind(task_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?,
         };
         row.map(|r| task_row(&r)).transpose()
@@ -1001,12 +1061,12 @@ impl Store {
             "UPDATE tasks SET cancel_requested = 1 WHERE job_id = $1 AND state <> 'finished'",
         )
         .bind(job_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         sqlx::query("UPDATE tasks SET state = 'finished', result = 'canceled', finished_at = $1 WHERE job_id = $2 AND state = 'queued'")
             .bind(now)
             .bind(job_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1026,7 +1086,7 @@ impl Store {
             finished_at: None,
             ..task.clone()
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert_task(&mut tx, &next).await?;
         tx.commit().await?;
         Ok(next)
@@ -1053,7 +1113,7 @@ impl Store {
             .bind(&s.outcome)
             .bind(s.started_at)
             .bind(s.stopped_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1080,7 +1140,7 @@ impl Store {
             .bind(step_index)
             .bind(seq)
             .bind(data)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -1130,7 +1190,7 @@ impl Store {
             .bind(&rc.name)
             .bind(&rc.description)
             .bind(rc.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
@@ -1174,7 +1234,7 @@ impl Store {
             .bind(token_hash)
             .bind(&t.nickname)
             .bind(t.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(t)
     }
@@ -1204,7 +1264,7 @@ impl Store {
             .bind(hostname)
             .bind(version)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(Runner {
             id,
@@ -1246,7 +1306,7 @@ impl Store {
             .bind(&s.cron)
             .bind(&s.revision)
             .bind(s.registered_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1265,7 +1325,7 @@ impl Store {
                 .bind(&s.project_id)
                 .bind(&s.branch)
                 .bind(&s.workflow)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -1303,7 +1363,7 @@ impl Store {
             .bind(workflow)
             .bind(branch)
             .bind(slot)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -4,9 +4,10 @@
 //! `BLOB`/`BYTEA` through the driver's type mapping, times as Unix
 //! milliseconds, ids as UUID text, `$N` placeholders in queries.
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE orgs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -198,4 +199,22 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        // A workflow's plan (every job's compiled config; hundreds of KB for
+        // big workflows) never changes: in a table of its own, the updates
+        // of the run state on every job result do not rewrite it. And the
+        // pipeline lists' order (newest first) gets its indexes.
+        r#"
+CREATE TABLE workflow_plans (
+    workflow_id TEXT PRIMARY KEY REFERENCES workflows(id),
+    plan TEXT NOT NULL
+);
+INSERT INTO workflow_plans (workflow_id, plan) SELECT id, plan FROM workflows;
+UPDATE workflows SET plan = '';
+CREATE INDEX pipelines_by_project_created ON pipelines (project_id, created_at, id);
+CREATE INDEX pipelines_by_created ON pipelines (created_at, id)
+"#,
+    ),
+];

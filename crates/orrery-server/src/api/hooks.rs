@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use indexmap::IndexMap;
@@ -25,10 +25,17 @@ use super::{Body, path_id};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
+/// The largest webhook body: the providers' own cap (GitHub's 25 MB), above
+/// the API's [`super::MAX_BODY`], since a push of many commits is large.
+pub const MAX_HOOK_BODY: usize = orrery_vcs::MAX_BODY_BYTES;
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/hooks/post-receive", get(hook_script))
-        .route("/hooks/{provider}/{project_id}", post(receive))
+        .route(
+            "/hooks/{provider}/{project_id}",
+            post(receive).layer(DefaultBodyLimit::max(MAX_HOOK_BODY)),
+        )
 }
 
 async fn hook_script() -> ([(&'static str, &'static str); 1], &'static str) {
@@ -52,8 +59,14 @@ async fn receive(
     State(state): State<Arc<AppState>>,
     Path((provider, project_id)): Path<(String, String)>,
     headers: HeaderMap,
-    Body(body): Body,
+    body: Result<Body, ApiError>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let Body(body) = body.map_err(|e| match e {
+        ApiError::TooLarge(_) => ApiError::TooLarge(format!(
+            "The webhook body is larger than {MAX_HOOK_BODY} bytes."
+        )),
+        other => other,
+    })?;
     let provider: Provider = provider
         .parse()
         .map_err(|e: orrery_vcs::UnknownProvider| ApiError::NotFound(e.to_string()))?;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
+use super::Query;
 use super::v2::job_by_path;
 use crate::AppState;
 use crate::auth::Auth;

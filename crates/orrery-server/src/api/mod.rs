@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use orrery_store::{Millis, Project};
@@ -114,6 +115,28 @@ where
         serde_json::from_slice(&bytes)
             .map(|v| Some(Json(v)))
             .map_err(|e| ApiError::BadRequest(format!("The request body is not valid: {e}")))
+    }
+}
+
+/// Query parameters, whose rejections are CircleCI-style errors (axum's own
+/// answer in plain text).
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "The query string is not valid: {}",
+                rejection.body_text()
+            ))),
+        }
     }
 }
 

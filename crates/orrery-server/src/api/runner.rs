@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use orrery_core::protocol::{Completion, RunnerEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Json, path_id, time};
+use super::{Json, Query, path_id, time};
 use crate::AppState;
 use crate::auth::{Auth, RunnerAuth};
 use crate::error::{ApiError, ApiResult};
@@ -119,9 +119,23 @@ async fn claim(
         _ = state.shutdown.cancelled() => None,
     };
     Ok(match claimed {
-        Some(a) => axum::Json(a).into_response(),
+        Some(mut a) => {
+            crate::secrets::guard_assignment(&mut a);
+            axum::Json(a).into_response()
+        }
         None => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+/// A task id from the path that names a task (of any runner): an unknown
+/// id is a 404, while a task another runner holds gets the protocol's answer
+/// (lost, a conflict, or an ignored completion).
+async fn known_task(state: &AppState, task: &str) -> ApiResult<String> {
+    let task = path_id("Task", task)?;
+    if state.store.task(&task).await?.is_none() {
+        return Err(ApiError::NotFound("Task not found".into()));
+    }
+    Ok(task)
 }
 
 async fn heartbeat(
@@ -131,7 +145,7 @@ async fn heartbeat(
     Path(task): Path<String>,
 ) -> ApiResult<Response> {
     let id = runner_id(&auth, &headers)?;
-    let task = path_id("Task", &task)?;
+    let task = known_task(&state, &task).await?;
     let reply = state.engine.heartbeat(&task, &id).await?;
     Ok(axum::Json(reply).into_response())
 }
@@ -144,7 +158,7 @@ async fn events(
     Json(events): Json<Vec<RunnerEvent>>,
 ) -> ApiResult<StatusCode> {
     let id = runner_id(&auth, &headers)?;
-    let task = path_id("Task", &task)?;
+    let task = known_task(&state, &task).await?;
     state.engine.record_events(&task, &id, events).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,7 +171,7 @@ async fn complete(
     Json(completion): Json<Completion>,
 ) -> ApiResult<StatusCode> {
     let id = runner_id(&auth, &headers)?;
-    let task = path_id("Task", &task)?;
+    let task = known_task(&state, &task).await?;
     state.engine.complete(&task, &id, completion.status).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -237,13 +251,27 @@ async fn token_create(
         .resource_classes()
         .await?
         .iter()
-        .any(|rc| rc.name == body.resource_class)
-        || body.resource_class == orrery_engine::DEFAULT_CLASS;
+        .any(|rc| rc.name == body.resource_class);
     if !known {
-        return Err(ApiError::NotFound(format!(
-            "resource class `{}` not found: create it with POST /api/v3/runner/resource",
-            body.resource_class
-        )));
+        if body.resource_class != orrery_engine::DEFAULT_CLASS {
+            return Err(ApiError::NotFound(format!(
+                "resource class `{}` not found: create it with POST /api/v3/runner/resource",
+                body.resource_class
+            )));
+        }
+        // The default class exists without being created; its row is made
+        // with its first token (tokens refer to a class row).
+        match state
+            .store
+            .create_resource_class(
+                orrery_engine::DEFAULT_CLASS,
+                "jobs that name no runner resource class",
+            )
+            .await
+        {
+            Ok(_) | Err(orrery_store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let token = new_token();
     let t = state

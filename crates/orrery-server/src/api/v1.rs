@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use orrery_store::{Job, Project};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::live::latest_tasks;
 use super::v2::job_by_path;
-use super::{project_by_path, time, time_opt};
+use super::{Query, project_by_path, time, time_opt};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -108,9 +108,12 @@ async fn recent(state: &AppState, project: Option<&Project>, q: RecentQuery) -> 
             "limit must be 1 to 100 and offset not negative".into(),
         ));
     }
+    let wanted = limit
+        .checked_add(offset)
+        .ok_or_else(|| ApiError::BadRequest("offset is too large".into()))?;
     let jobs = state
         .store
-        .recent_jobs(project.map(|p| p.id.as_str()), limit + offset)
+        .recent_jobs(project.map(|p| p.id.as_str()), wanted)
         .await?;
     let mut out = Vec::new();
     for job in jobs.iter().skip(offset as usize) {
@@ -151,11 +154,27 @@ async fn job_details(
 ) -> ApiResult<axum::Json<Value>> {
     let (job, project) = job_by_path(&state, &vcs, &org, &repo, &number).await?;
     let mut out = summary(&state, &job, &project).await?;
-    // Steps: one per step index, with one action per parallel node.
-    let tasks = latest_tasks(state.store.tasks_of_job(&job.id).await?);
+    // Steps: one per step index, with one action per parallel node (its
+    // latest attempt). An earlier attempt that failed for infrastructure
+    // reasons (its runner was lost) adds its `Infrastructure failure` step,
+    // so the retry's reason stays visible.
+    let all_tasks = state.store.tasks_of_job(&job.id).await?;
+    let tasks = latest_tasks(all_tasks.clone());
+    let mut shown: Vec<(&orrery_store::Task, bool)> = Vec::new();
+    for t in &all_tasks {
+        let latest = tasks.get(&t.node_index).is_some_and(|l| l.id == t.id);
+        if latest || t.result.as_deref() == Some("infrastructure_fail") {
+            shown.push((t, latest));
+        }
+    }
+    shown.sort_by_key(|(t, _)| (t.node_index, t.attempt));
     let mut steps: std::collections::BTreeMap<i64, (String, Vec<Value>)> = Default::default();
-    for (node, task) in &tasks {
+    for (task, latest) in shown {
+        let node = &task.node_index;
         for s in state.store.steps_of_task(&task.id).await? {
+            if !latest && s.status != "infrastructure_fail" {
+                continue;
+            }
             let outcome = orrery_engine::step_outcome(s.outcome.as_deref());
             let exit_code = outcome.as_ref().and_then(|o| o.exit_code());
             let run_time = s.stopped_at.map(|e| e - s.started_at);
@@ -164,7 +183,7 @@ async fn job_details(
                 .output(&task.id, s.step_index, 0)
                 .await?
                 .is_empty();
-            let output_url = format!(
+            let mut output_url = format!(
                 "{}/api/v1.1/project/{}/{}/output/{}/{}",
                 state.base_url,
                 project.slug,
@@ -172,6 +191,9 @@ async fn job_details(
                 s.step_index,
                 node
             );
+            if !latest {
+                output_url.push_str(&format!("?attempt={}", task.attempt));
+            }
             let action = json!({
                 "index": node,
                 "step": s.step_index,
@@ -207,9 +229,16 @@ async fn job_details(
     Ok(axum::Json(out))
 }
 
+#[derive(Deserialize)]
+struct OutputQuery {
+    /// An earlier attempt of the node (default: the latest).
+    attempt: Option<i64>,
+}
+
 async fn action_output(
     State(state): State<Arc<AppState>>,
     _auth: Auth,
+    Query(q): Query<OutputQuery>,
     Path((vcs, org, repo, number, step, node)): Path<(
         String,
         String,
@@ -226,10 +255,14 @@ async fn action_output(
     let node: i64 = node
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("node `{node}` is not a number")))?;
-    let tasks = latest_tasks(state.store.tasks_of_job(&job.id).await?);
-    let task = tasks
-        .get(&node)
-        .ok_or_else(|| ApiError::NotFound("Action not found".into()))?;
+    let all_tasks = state.store.tasks_of_job(&job.id).await?;
+    let task = match q.attempt {
+        Some(a) => all_tasks
+            .into_iter()
+            .find(|t| t.node_index == node && t.attempt == a),
+        None => latest_tasks(all_tasks).remove(&node),
+    }
+    .ok_or_else(|| ApiError::NotFound("Action not found".into()))?;
     let steps = state.store.steps_of_task(&task.id).await?;
     let s = steps
         .iter()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use indexmap::IndexMap;
@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Json, normalize_vcs, page_token, path_id, path_number, project_by_path, read_page_token, time,
-    time_opt,
+    Json, Query, normalize_vcs, page_token, path_id, path_number, project_by_path, read_page_token,
+    time, time_opt,
 };
 use crate::AppState;
 use crate::auth::Auth;
@@ -467,23 +467,30 @@ async fn list_pipelines(
         None => None,
     };
     let mut items = Vec::new();
-    let mut cursor = before;
+    // The position of the last pipeline read, and of the last one listed.
+    let mut scanned = before;
+    let mut listed: Option<(i64, String)> = None;
     let mut next = None;
     let mut projects: HashMap<String, Project> = HashMap::new();
+    let token = |(at, id): &(i64, String)| page_token(&format!("{at}:{id}"));
     // Filters applied after the query (org, mine) may need several batches.
-    for _ in 0..50 {
+    // A next page is announced only when a pipeline for it was seen, so the
+    // last page has no token.
+    const BATCHES: usize = 50;
+    'scan: for batch_number in 1..=BATCHES {
         let batch = state
             .store
             .pipelines(
                 project.map(|p| p.id.as_str()),
                 q.branch.as_deref(),
-                cursor.clone(),
+                scanned.clone(),
                 PAGE + 1,
             )
             .await?;
         let more = batch.len() as i64 > PAGE;
-        for p in batch.into_iter().take(PAGE as usize) {
-            cursor = Some((p.created_at, p.id.clone()));
+        for p in batch {
+            let position = (p.created_at, p.id.clone());
+            scanned = Some(position.clone());
             if !projects.contains_key(&p.project_id)
                 && let Some(pr) = state.store.project(&p.project_id).await?
             {
@@ -505,19 +512,19 @@ async fn list_pipelines(
             {
                 continue;
             }
-            items.push(pipeline_json(&p, pr));
             if items.len() as i64 == PAGE {
-                break;
+                next = listed.as_ref().map(token);
+                break 'scan;
             }
-        }
-        if items.len() as i64 == PAGE {
-            if let Some((at, id)) = &cursor {
-                next = Some(page_token(&format!("{at}:{id}")));
-            }
-            break;
+            items.push(pipeline_json(&p, pr));
+            listed = Some(position);
         }
         if !more {
             break;
+        }
+        if batch_number == BATCHES {
+            // Enough read for one request: the client goes on from here.
+            next = scanned.as_ref().map(token);
         }
     }
     Ok(json!({"items": items, "next_page_token": next}))
@@ -641,7 +648,9 @@ struct ContinueBody {
     parameters: Option<Value>,
 }
 
-/// Authorized by the continuation key alone, as CircleCI does.
+/// Authorized by the continuation key alone, as CircleCI does. The answer is
+/// 200 (not 202 like the other actions): CircleCI's continuation orb checks
+/// for exactly that status.
 async fn pipeline_continue(
     State(state): St,
     Json(body): Json<ContinueBody>,
@@ -651,7 +660,7 @@ async fn pipeline_continue(
         .engine
         .continue_pipeline(&body.continuation_key, &body.configuration, params)
         .await?;
-    Ok(accepted())
+    Ok((StatusCode::OK, axum::Json(json!({"message": "Accepted."}))))
 }
 
 // ---- workflows ----
