@@ -655,41 +655,6 @@ pub async fn remove_owned(owner: &str) -> usize {
     removed
 }
 
-/// Removes containers left by tasks that did not clean up (a killed runner).
-pub async fn remove_leftovers(docker: &Docker, task_ids: Option<&[String]>) -> usize {
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![TASK_LABEL.to_string()]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let Ok(list) = docker.list_containers(Some(options)).await else {
-        return 0;
-    };
-    let mut removed = 0;
-    for c in list {
-        let task = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(TASK_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        if task_ids.is_some_and(|ids| !ids.contains(&task)) {
-            continue;
-        }
-        if let Some(id) = c.id {
-            let options = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if docker.remove_container(&id, Some(options)).await.is_ok() {
-                removed += 1;
-            }
-        }
-    }
-    removed
-}
-
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }

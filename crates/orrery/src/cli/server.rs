@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use orrery_agent::worker::{BackendFactory, WorkerConfig, run_worker};
-use orrery_agent::{LocalBackend, LocalTask};
-use orrery_core::protocol::Assignment;
+use orrery_agent::worker::{WorkerConfig, run_worker};
 use orrery_server::client::{HttpRunner, api_call};
+use orrery_server::embedded::DirBackends;
 use orrery_server::{Server, ServerConfig};
 
 use crate::orb_dir::DirOrbSource;
@@ -240,29 +239,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Storage of a remote runner: on its own disk, until the server stores
-/// blobs for runners.
-struct RunnerBackends {
-    root: PathBuf,
-}
-
-impl BackendFactory for RunnerBackends {
-    type Backend = LocalBackend;
-
-    fn backend(&self, a: &Assignment) -> LocalBackend {
-        LocalBackend::new(
-            self.root.clone(),
-            LocalTask {
-                project: a.project_slug.clone(),
-                workspace_id: a.workspace_id.clone(),
-                run_id: a.job_id.clone(),
-                job: a.job_name.clone(),
-                node: a.node_index,
-            },
-        )
-    }
-}
-
 pub fn runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let name = args.name.clone().unwrap_or_else(orrery_server::hostname);
@@ -295,7 +271,9 @@ pub fn runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
         });
         run_worker(
             Arc::new(api),
-            Arc::new(RunnerBackends {
+            // Storage on the runner's own disk, until the server stores
+            // blobs for runners.
+            Arc::new(DirBackends {
                 root: work.join("blobs"),
             }),
             WorkerConfig {
