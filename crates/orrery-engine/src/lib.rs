@@ -61,6 +61,9 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 /// Decrypts values the server stored encrypted (project variables).
 pub trait Secrets: Send + Sync + 'static {
     fn open(&self, sealed: &[u8]) -> Option<String>;
+    /// Encrypts a value the engine keeps (a setup pipeline's continuation
+    /// key, which its jobs need in clear).
+    fn seal(&self, plain: &str) -> Vec<u8>;
 }
 
 #[derive(Clone, Debug)]
@@ -513,8 +516,14 @@ impl Engine {
                 canceled_by: None,
                 workspace_id: new_id(),
                 rerun_of: None,
-                plan: serde_json::to_string(&(wf, &plan.jobs_of(wf), continuation_key))
-                    .map_err(|e| EngineError::Internal(e.to_string()))?,
+                // The continuation key is kept sealed: only its hash is
+                // searchable, and the database never holds it in clear.
+                plan: serde_json::to_string(&(
+                    wf,
+                    &plan.jobs_of(wf),
+                    continuation_key.map(|k| hex::encode(self.secrets.seal(k))),
+                ))
+                .map_err(|e| EngineError::Internal(e.to_string()))?,
                 run_state: String::new(),
                 version: 0,
             };
@@ -1099,9 +1108,11 @@ impl Engine {
                 .workflow_plan(&workflow.id)
                 .await?
                 .ok_or_else(|| EngineError::NotFound("workflow".into()))?;
-            let (_, _, key): (IgnoredAny, IgnoredAny, Option<String>) =
+            let (_, _, sealed): (IgnoredAny, IgnoredAny, Option<String>) =
                 serde_json::from_str(&plan).map_err(|e| EngineError::Internal(e.to_string()))?;
-            key
+            sealed
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| self.secrets.open(&b))
         } else {
             None
         };

@@ -19,6 +19,10 @@ impl Secrets for Plain {
     fn open(&self, sealed: &[u8]) -> Option<String> {
         String::from_utf8(sealed.to_vec()).ok()
     }
+
+    fn seal(&self, plain: &str) -> Vec<u8> {
+        plain.as_bytes().to_vec()
+    }
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {

@@ -62,6 +62,10 @@ impl orrery_engine::Secrets for Cipher {
     fn open(&self, sealed: &[u8]) -> Option<String> {
         Cipher::open(self, sealed)
     }
+
+    fn seal(&self, plain: &str) -> Vec<u8> {
+        Cipher::seal(self, plain)
+    }
 }
 
 fn nonce_of(bytes: &[u8]) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12> {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use common::{
     JOB_STATUSES, PIPELINE_STATES, Resp, TestServer, Ticker, WORKFLOW_STATUSES, Who,
-    circleci_status, machine_config, poll,
+    circleci_status, database_bytes, machine_config, poll,
 };
 use futures_util::StreamExt;
 use orrery_store::Role;
@@ -1320,6 +1320,12 @@ workflows:
     ] {
         assert!(!s.get(&path).await.text().contains(&key), "{path}");
     }
+    // Nor is it in the database in clear (only its hash, and sealed).
+    let db = database_bytes(&s);
+    assert!(
+        !db.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the continuation key is in the database in clear"
+    );
 
     // Continue, without an API token. CircleCI answers 200, which the
     // continuation orb checks for (`[ "$(curl -w '%{http_code}' ...)" -eq 200 ]`).

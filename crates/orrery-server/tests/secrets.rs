@@ -6,25 +6,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{ADMIN_TOKEN, TestServer, machine_config};
+use common::{ADMIN_TOKEN, TestServer, database_bytes, machine_config};
 use orrery_store::Role;
 use serde_json::json;
-
-/// Every byte of the SQLite database: the file, its WAL and shared memory.
-fn database_bytes(s: &TestServer) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut files = 0;
-    for entry in std::fs::read_dir(s.data_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("orrery.db") {
-            out.extend(std::fs::read(&path).unwrap());
-            files += 1;
-        }
-    }
-    assert!(files >= 1, "the database is in the data directory");
-    out
-}
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())

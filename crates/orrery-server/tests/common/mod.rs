@@ -480,3 +480,19 @@ pub fn circleci_status(set: &[&str], v: &Value) {
         .unwrap_or_else(|| panic!("a status string, got {v}"));
     assert!(set.contains(&s), "`{s}` is not one of CircleCI's {set:?}");
 }
+
+/// Every byte of the SQLite database: the file, its WAL and shared memory.
+pub fn database_bytes(s: &TestServer) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(s.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("orrery.db") {
+            out.extend(std::fs::read(&path).unwrap());
+            files += 1;
+        }
+    }
+    assert!(files >= 1, "the database is in the data directory");
+    out
+}
