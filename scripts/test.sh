@@ -2,7 +2,7 @@
 # The whole test suite, as README.md gives it and .ci/run calls it.
 #
 # It installs and starts what the tests need when it is missing (cargo-nextest,
-# git, openssl, curl, Docker Engine and the test images), then runs every test of the
+# git, openssl, curl, moto's S3 server, Docker Engine and the test images), then runs every test of the
 # workspace with nextest, the doc tests, and the licence check.
 # Run it from anywhere: it works in the repository root.
 set -euo pipefail
@@ -18,6 +18,10 @@ if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "installing moto (an S3-compatible server for the object storage tests)"
+  python3 -m pip install -q 'moto[server]'
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
