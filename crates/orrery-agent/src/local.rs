@@ -310,6 +310,29 @@ fn safe_relative(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// The artifact path of an entry of a collected artifacts tar: entries are
+/// named `artifact` (a single file) or `artifact/<path>` (a directory's
+/// files) and become `prefix` or `prefix/<path>`. `None` for other entries;
+/// an error for a path that would leave the artifact directory.
+pub fn artifact_path(prefix: &str, entry: &Path) -> Result<Option<PathBuf>, BackendError> {
+    let rel = match entry.strip_prefix("artifact") {
+        Ok(rest) => rest.to_path_buf(),
+        Err(_) => return Ok(None),
+    };
+    let artifact = if rel.as_os_str().is_empty() {
+        PathBuf::from(prefix)
+    } else {
+        Path::new(prefix).join(&rel)
+    };
+    match safe_relative(&artifact) {
+        Some(a) => Ok(Some(a)),
+        None => Err(BackendError::Refused(format!(
+            "artifact path {} leaves the artifact directory",
+            artifact.display()
+        ))),
+    }
+}
+
 /// Stores the regular files of a collected tar as artifacts. Entries are named
 /// `artifact` (a single file) or `artifact/<path>` (a directory's files).
 fn unpack_artifacts(tar: &Path, prefix: &str, dest: &Path) -> Result<Vec<String>, BackendError> {
@@ -322,21 +345,8 @@ fn unpack_artifacts(tar: &Path, prefix: &str, dest: &Path) -> Result<Vec<String>
             continue;
         }
         let name = entry.path()?.into_owned();
-        let rel = match name.strip_prefix("artifact") {
-            Ok(rest) if rest.as_os_str().is_empty() => PathBuf::new(),
-            Ok(rest) => rest.to_path_buf(),
-            Err(_) => continue,
-        };
-        let artifact = if rel.as_os_str().is_empty() {
-            PathBuf::from(prefix)
-        } else {
-            Path::new(prefix).join(&rel)
-        };
-        let Some(artifact) = safe_relative(&artifact) else {
-            return Err(BackendError::Refused(format!(
-                "artifact path {} leaves the artifact directory",
-                artifact.display()
-            )));
+        let Some(artifact) = artifact_path(prefix, &name)? else {
+            continue;
         };
         let target = dest.join(&artifact);
         if let Some(parent) = target.parent() {

@@ -142,12 +142,50 @@ pub struct TriggerRequest {
     pub only_workflow: Option<String>,
 }
 
-/// The persisted state of a workflow run.
+/// The persisted state of a workflow run: the DAG, its flags, and the job
+/// ids by run index. The jobs' statuses in it are those of when it was last
+/// written in full (at the start and on cancel): each change writes the job
+/// rows it changed and the workflow's version, not the whole run (a big
+/// workflow's run is 100 KB); [`Engine::load_run`] lays the job rows'
+/// statuses over it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct RunState {
     run: WorkflowRun,
     /// Job ids by run index.
     job_ids: Vec<String>,
+}
+
+/// A workflow's run as of `version`, as this process last read or wrote it.
+struct CachedRun {
+    version: i64,
+    status: String,
+    stopped_at: Option<i64>,
+    pipeline_id: String,
+    state: RunState,
+    /// When it was last used, for eviction.
+    used: u64,
+}
+
+/// Runs kept by [`Engine::update_run`] between changes.
+const CACHED_RUNS: usize = 64;
+
+/// What completing a task needs of its job; it never changes.
+#[derive(Clone)]
+struct JobFacts {
+    workflow_id: String,
+    parallelism: i64,
+}
+
+/// Jobs whose facts are kept between a claim and the completion.
+const CACHED_JOBS: usize = 4096;
+
+/// What changes the run (see [`Engine::update_run`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunChange {
+    /// Only jobs' statuses: the changed job rows are written.
+    Statuses,
+    /// More (the run's flags, as a cancel sets): the whole run is written.
+    Whole,
 }
 
 pub struct Engine {
@@ -165,6 +203,14 @@ pub struct Engine {
     /// otherwise mostly fail the version check and redo their work. The
     /// version check still guards against other processes.
     run_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The runs of recently changed workflows, by id, each as of the version
+    /// this process last read or wrote: a change to a cached run skips
+    /// reading it, and the version check of its write tells when another
+    /// process came first (then it is read again). Only `update_run` uses it,
+    /// under the workflow's run lock.
+    runs: std::sync::Mutex<(HashMap<String, CachedRun>, u64)>,
+    /// Claimed jobs' facts, for their completion (without reading the job).
+    jobs: std::sync::Mutex<HashMap<String, JobFacts>>,
 }
 
 fn errors_json(kind: &str, messages: &[String]) -> String {
@@ -202,6 +248,8 @@ impl Engine {
             queued: Notify::new(),
             project_locks: tokio::sync::Mutex::new(HashMap::new()),
             run_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            runs: std::sync::Mutex::new((HashMap::new(), 0)),
+            jobs: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -613,11 +661,28 @@ impl Engine {
         if run.is_finished() {
             workflow.stopped_at = Some(now);
         }
-        workflow.run_state = serde_json::to_string(&RunState { run, job_ids })
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let state = RunState { run, job_ids };
+        workflow.run_state =
+            serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?;
         self.store
             .insert_workflow(&workflow, &mut jobs, &tasks)
             .await?;
+        // Its first change need not read it back. (A change may have come
+        // first, from a runner quick to claim: then that one's is kept.)
+        if workflow.stopped_at.is_none() {
+            self.keep_run(
+                &workflow.id,
+                CachedRun {
+                    version: workflow.version,
+                    status: workflow.status.clone(),
+                    stopped_at: workflow.stopped_at,
+                    pipeline_id: workflow.pipeline_id.clone(),
+                    state,
+                    used: 0,
+                },
+                true,
+            );
+        }
         self.emit(EngineEvent::Workflow {
             workflow_id: workflow.id.clone(),
             pipeline_id: workflow.pipeline_id.clone(),
@@ -748,24 +813,95 @@ impl Engine {
 
     // ---- changes to a running workflow ----
 
-    /// Reads a workflow's run, applies `change`, and writes the result with the
+    /// A workflow's cached run, taken out of the cache (the caller holds the
+    /// workflow's run lock, and puts it back with [`Engine::keep_run`]).
+    fn take_run(&self, workflow_id: &str) -> Option<CachedRun> {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.0.remove(workflow_id)
+    }
+
+    /// Keeps a run for the next change of its workflow (unless `only_new`
+    /// and one is kept already); the least recently used goes when the cache
+    /// is full.
+    fn keep_run(&self, workflow_id: &str, mut run: CachedRun, only_new: bool) {
+        let mut guard = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let (runs, clock) = &mut *guard;
+        if only_new && runs.contains_key(workflow_id) {
+            return;
+        }
+        *clock += 1;
+        run.used = *clock;
+        if runs.len() >= CACHED_RUNS
+            && !runs.contains_key(workflow_id)
+            && let Some(oldest) = runs
+                .iter()
+                .min_by_key(|(_, r)| r.used)
+                .map(|(id, _)| id.clone())
+        {
+            runs.remove(&oldest);
+        }
+        runs.insert(workflow_id.to_string(), run);
+    }
+
+    /// The upstream job names of job `name` from a cached run, if there is
+    /// one (a run's DAG never changes, whatever its version).
+    fn cached_upstream(&self, workflow_id: &str, name: &str) -> Option<Vec<String>> {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let run = &runs.0.get(workflow_id)?.state.run;
+        Some(
+            run.job(name)
+                .map(|(i, _)| upstream_names(run, i))
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Reads a workflow's run from the store: its run state, with the job
+    /// rows' statuses laid over it.
+    async fn load_run(&self, workflow_id: &str) -> Result<CachedRun> {
+        let workflow = self
+            .store
+            .workflow_head(workflow_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
+        // Read after the workflow's row: a change in between bumped the
+        // version, and the write this read leads to fails its check.
+        let statuses = self.store.job_statuses(workflow_id).await?;
+        let mut state: RunState = serde_json::from_str(&workflow.run_state)
+            .map_err(|e| EngineError::Internal(format!("workflow state: {e}")))?;
+        overlay_statuses(&mut state, &statuses);
+        Ok(CachedRun {
+            version: workflow.version,
+            status: workflow.status,
+            stopped_at: workflow.stopped_at,
+            pipeline_id: workflow.pipeline_id,
+            state,
+            used: 0,
+        })
+    }
+
+    /// Applies `change` to a workflow's run and writes the result with the
     /// jobs whose status changed and tasks for newly ready jobs; retried when
-    /// another change came first.
+    /// another change came first. The run comes from the cache when this
+    /// process made the last change (the version check of the write tells
+    /// when another process came first), else from the store. Only the
+    /// changed job rows and the workflow's status and version are written,
+    /// and the whole run only for a [`RunChange::Whole`].
     async fn update_run<R>(
         &self,
         workflow_id: &str,
         actor: Option<&str>,
+        kind: RunChange,
         mut change: impl FnMut(&mut WorkflowRun, &[String]) -> Result<R>,
     ) -> Result<R> {
         let _one_at_a_time = self.run_lock(workflow_id).lock().await;
+        let mut cached = self.take_run(workflow_id);
         for _ in 0..100 {
-            let workflow = self
-                .store
-                .workflow_head(workflow_id)
-                .await?
-                .ok_or_else(|| EngineError::NotFound("Workflow not found".into()))?;
-            let mut state: RunState = serde_json::from_str(&workflow.run_state)
-                .map_err(|e| EngineError::Internal(format!("workflow state: {e}")))?;
+            // Whatever fails below drops the run: the next change reads it.
+            let mut current = match cached.take() {
+                Some(run) => run,
+                None => self.load_run(workflow_id).await?,
+            };
+            let state = &mut current.state;
             let before: Vec<JobStatus> = state.run.jobs.iter().map(|j| j.status).collect();
             let out = change(&mut state.run, &state.job_ids)?;
             let now = now_ms();
@@ -820,9 +956,14 @@ impl Engine {
             let status = state.run.status();
             let stopped_at = status
                 .is_terminal()
-                .then_some(workflow.stopped_at.unwrap_or(now));
-            let run_state =
-                serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?;
+                .then_some(current.stopped_at.unwrap_or(now));
+            let run_state = match kind {
+                RunChange::Statuses => None,
+                RunChange::Whole => Some(
+                    serde_json::to_string(&*state)
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                ),
+            };
             let canceled_by = (status == WorkflowStatus::Canceled)
                 .then_some(actor)
                 .flatten();
@@ -830,9 +971,9 @@ impl Engine {
                 .store
                 .update_workflow(
                     workflow_id,
-                    workflow.version,
+                    current.version,
                     status.as_str(),
-                    &run_state,
+                    run_state.as_deref(),
                     stopped_at,
                     canceled_by,
                     &updates,
@@ -847,15 +988,22 @@ impl Engine {
                         status: u.status.clone(),
                     });
                 }
-                if status.as_str() != workflow.status {
+                if status.as_str() != current.status {
                     self.emit(EngineEvent::Workflow {
                         workflow_id: workflow_id.to_string(),
-                        pipeline_id: workflow.pipeline_id.clone(),
+                        pipeline_id: current.pipeline_id.clone(),
                         status: status.as_str().into(),
                     });
                 }
                 if !tasks.is_empty() {
                     self.queued.notify_waiters();
+                }
+                // An ended workflow hardly changes any more.
+                if !status.is_terminal() {
+                    current.version += 1;
+                    current.status = status.as_str().into();
+                    current.stopped_at = stopped_at;
+                    self.keep_run(workflow_id, current, false);
                 }
                 return Ok(out);
             }
@@ -872,7 +1020,7 @@ impl Engine {
         approval_request_id: &str,
         user: &str,
     ) -> Result<()> {
-        self.update_run(workflow_id, Some(user), |run, ids| {
+        self.update_run(workflow_id, Some(user), RunChange::Statuses, |run, ids| {
             let idx = ids
                 .iter()
                 .position(|id| id == approval_request_id)
@@ -891,7 +1039,8 @@ impl Engine {
     /// Cancels a workflow: running jobs are stopped, pending ones never run.
     pub async fn cancel_workflow(&self, workflow_id: &str, user: &str) -> Result<()> {
         let to_stop = self
-            .update_run(workflow_id, Some(user), |run, ids| {
+            // `cancel` sets the run's flag: the whole run is written.
+            .update_run(workflow_id, Some(user), RunChange::Whole, |run, ids| {
                 if run.is_finished() {
                     return Err(EngineError::BadRequest(
                         "the workflow has already ended".into(),
@@ -917,17 +1066,22 @@ impl Engine {
             .job(job_id)
             .await?
             .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
-        self.update_run(&job.workflow_id, Some(user), |run, ids| {
-            let idx = ids
-                .iter()
-                .position(|id| id == job_id)
-                .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
-            if run.jobs[idx].status.is_terminal() {
-                return Err(EngineError::BadRequest("the job has already ended".into()));
-            }
-            run.set_status(idx, JobStatus::Canceled);
-            Ok(())
-        })
+        self.update_run(
+            &job.workflow_id,
+            Some(user),
+            RunChange::Statuses,
+            |run, ids| {
+                let idx = ids
+                    .iter()
+                    .position(|id| id == job_id)
+                    .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+                if run.jobs[idx].status.is_terminal() {
+                    return Err(EngineError::BadRequest("the job has already ended".into()));
+                }
+                run.set_status(idx, JobStatus::Canceled);
+                Ok(())
+            },
+        )
         .await?;
         self.store.request_cancel(job_id, now_ms()).await?;
         Ok(())
@@ -958,8 +1112,9 @@ impl Engine {
                 "from_failed and jobs cannot be combined".into(),
             ));
         }
-        let state: RunState = serde_json::from_str(&old.run_state)
+        let mut state: RunState = serde_json::from_str(&old.run_state)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
+        overlay_statuses(&mut state, &self.store.job_statuses(&old.id).await?);
         let pipeline = self.pipeline(&old.pipeline_id).await?;
         let stored: StoredPlan =
             serde_json::from_str(&old.plan).map_err(|e| EngineError::Internal(e.to_string()))?;
@@ -1040,9 +1195,9 @@ impl Engine {
         loop {
             let notified = self.queued.notified();
             let now = now_ms();
-            if let Some(claimed) = self
+            if let Some(task) = self
                 .store
-                .claim_task(
+                .claim_next_task(
                     runner_id,
                     classes,
                     now + self.config.lease.as_millis() as i64,
@@ -1050,7 +1205,7 @@ impl Engine {
                 )
                 .await?
             {
-                return self.assignment(claimed.task, claimed.job).await.map(Some);
+                return self.assignment(task).await.map(Some);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);
@@ -1058,35 +1213,24 @@ impl Engine {
         }
     }
 
-    async fn assignment(&self, task: Task, job: Job) -> Result<Assignment> {
+    async fn assignment(&self, task: Task) -> Result<Assignment> {
         // The job runs once its first task is claimed. Only the job's row
-        // records it: to the workflow run, queued and running are both
-        // active, and going through `update_run` would read and rewrite the
-        // whole run (and its plan) on every claim.
-        let started = async {
-            if job.status == "queued" {
-                self.store.start_job(&job.id, now_ms()).await
-            } else {
-                Ok(false)
-            }
-        };
-        // The run state only matters for the jobs upstream.
-        let has_upstream = job.dependencies != "[]";
-        let workflow = async {
-            if has_upstream {
-                self.store.workflow_head(&job.workflow_id).await
-            } else {
-                self.store.workflow_summary(&job.workflow_id).await
-            }
-        };
-        // What the assignment needs, read at once.
-        let (started, workflow, pipeline, project, env) = tokio::try_join!(
-            started,
-            workflow,
-            self.store.pipeline(&job.pipeline_id),
-            self.store.project(&job.project_id),
-            self.store.env(&job.project_id),
+        // records it (a no-op when it already runs): to the workflow run,
+        // queued and running are both active, and going through `update_run`
+        // would write the workflow on every claim. What the assignment needs
+        // is read meanwhile: the job with its workflow, pipeline and project
+        // in one read, and the project's variables.
+        let (started, context, env) = tokio::try_join!(
+            self.store.start_job(&task.job_id, now_ms()),
+            self.store.task_context(&task.job_id, false),
+            self.store.env_of_job(&task.job_id),
         )?;
+        let orrery_store::TaskContext {
+            job,
+            workflow,
+            pipeline,
+            project,
+        } = context.ok_or_else(|| EngineError::NotFound("job".into()))?;
         if started {
             self.emit(EngineEvent::Job {
                 job_id: job.id.clone(),
@@ -1094,10 +1238,7 @@ impl Engine {
                 status: JobStatus::Running.as_str().into(),
             });
         }
-        let workflow = workflow.ok_or_else(|| EngineError::NotFound("workflow".into()))?;
-        let pipeline =
-            pipeline.ok_or_else(|| EngineError::NotFound("Pipeline not found".into()))?;
-        let project = project.ok_or_else(|| EngineError::NotFound("project".into()))?;
+        self.remember_job(&job);
         let compiled: orrery_config::Job = serde_json::from_str(&job.job)
             .map_err(|e| EngineError::Internal(format!("job: {e}")))?;
         // Of the stored plan (all the workflow's jobs), only the
@@ -1125,11 +1266,19 @@ impl Engine {
                 }
             }
         }
-        // The jobs upstream, from the run (a job without dependencies has none).
-        let upstream = if !has_upstream {
+        // The jobs upstream, from the run's DAG (a job without dependencies
+        // has none): the cached run's, or the stored one's.
+        let upstream = if job.dependencies == "[]" {
             Vec::new()
+        } else if let Some(names) = self.cached_upstream(&workflow.id, &job.name) {
+            names
         } else {
-            let state: RunState = serde_json::from_str(&workflow.run_state)
+            let head = self
+                .store
+                .workflow_head(&workflow.id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound("workflow".into()))?;
+            let state: RunState = serde_json::from_str(&head.run_state)
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
             state
                 .run
@@ -1281,21 +1430,20 @@ impl Engine {
                     });
                 }
                 RunnerEvent::StepFinished { index, outcome, at } => {
-                    let existing = self.store.steps_of_task(task_id).await?;
-                    let Some(step) = existing
-                        .into_iter()
-                        .find(|s| s.step_index == i64::from(index))
-                    else {
+                    // A step that never started is not recorded.
+                    if !self
+                        .store
+                        .finish_step(
+                            task_id,
+                            i64::from(index),
+                            outcome.action_status(),
+                            Some(&serde_json::to_string(&outcome).unwrap_or_default()),
+                            Some(at),
+                        )
+                        .await?
+                    {
                         continue;
-                    };
-                    self.store
-                        .upsert_step(&orrery_store::Step {
-                            status: outcome.action_status().into(),
-                            outcome: Some(serde_json::to_string(&outcome).unwrap_or_default()),
-                            stopped_at: Some(at),
-                            ..step
-                        })
-                        .await?;
+                    }
                     self.emit(EngineEvent::Step {
                         task_id: task_id.to_string(),
                         job_id: task.job_id.clone(),
@@ -1320,13 +1468,49 @@ impl Engine {
         self.after_task(&task).await
     }
 
+    /// Keeps what completing a claimed job's tasks needs.
+    fn remember_job(&self, job: &Job) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.len() >= CACHED_JOBS {
+            jobs.clear();
+        }
+        jobs.insert(
+            job.id.clone(),
+            JobFacts {
+                workflow_id: job.workflow_id.clone(),
+                parallelism: job.parallelism,
+            },
+        );
+    }
+
+    /// What completing a task of `job_id` needs: kept since its claim, or
+    /// read.
+    async fn job_facts(&self, job_id: &str) -> Result<JobFacts> {
+        let kept = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(job_id)
+            .cloned();
+        match kept {
+            Some(facts) => Ok(facts),
+            None => {
+                let job = self
+                    .store
+                    .job(job_id)
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+                Ok(JobFacts {
+                    workflow_id: job.workflow_id,
+                    parallelism: job.parallelism,
+                })
+            }
+        }
+    }
+
     /// Moves the job (and workflow) on once all nodes of a job have ended.
     async fn after_task(&self, task: &Task) -> Result<()> {
-        let job = self
-            .store
-            .job(&task.job_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound("Job not found".into()))?;
+        let job = self.job_facts(&task.job_id).await?;
         let status = if job.parallelism <= 1 {
             // One node: the task that just ended is its latest attempt (a
             // retry is queued only after the attempt before it ended).
@@ -1351,8 +1535,8 @@ impl Engine {
                     .map(|t| job_status(t.result.as_deref().unwrap_or("failed"))),
             )
         };
-        let job_id = job.id.clone();
-        self.update_run(&job.workflow_id, None, |run, ids| {
+        let job_id = task.job_id.clone();
+        self.update_run(&job.workflow_id, None, RunChange::Statuses, |run, ids| {
             if let Some(i) = ids.iter().position(|id| *id == job_id)
                 && !run.jobs[i].status.is_terminal()
             {
@@ -1360,7 +1544,12 @@ impl Engine {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&task.job_id);
+        Ok(())
     }
 
     /// Ends tasks whose runner stopped sending heartbeats: the attempt is an
@@ -1558,6 +1747,23 @@ fn new_task(job_id: &str, node: u32, class: &str, now: i64) -> Task {
         created_at: now,
         claimed_at: None,
         finished_at: None,
+    }
+}
+
+/// Lays the job rows' statuses (job id, status) over a run state (see
+/// [`RunState`]). A row says `running` where the run said `queued` (a claim
+/// marks only the row): to the run both are active, alike.
+fn overlay_statuses(state: &mut RunState, statuses: &[(String, String)]) {
+    let index: HashMap<&str, usize> = state
+        .job_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for (id, status) in statuses {
+        if let Some(&i) = index.get(id.as_str()) {
+            state.run.jobs[i].status = job_status(status);
+        }
     }
 }
 

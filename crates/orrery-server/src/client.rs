@@ -142,3 +142,305 @@ pub async fn api_call(
     }
     r.json().await.map_err(transport)
 }
+
+/// Task storage through the server's runner API, for remote runners:
+/// uploads are spooled to a file under `spool` first (hashed on the way), so
+/// the server can check them and a failed upload is resent whole.
+pub struct HttpBackend {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    name: String,
+    task_id: String,
+    spool: std::path::PathBuf,
+}
+
+/// Makes an [`HttpBackend`] per task.
+pub struct HttpBackends {
+    pub base: String,
+    pub token: String,
+    pub name: String,
+    pub spool: std::path::PathBuf,
+    client: reqwest::Client,
+}
+
+impl HttpBackends {
+    pub fn new(
+        base: &str,
+        token: &str,
+        name: &str,
+        spool: std::path::PathBuf,
+    ) -> Result<HttpBackends, ApiError> {
+        // Transfers of large archives take long: no overall timeout, but
+        // connecting and stalls are bounded by the runner's retries.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(transport)?;
+        Ok(HttpBackends {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            name: name.to_string(),
+            spool,
+            client,
+        })
+    }
+}
+
+impl orrery_agent::BackendFactory for HttpBackends {
+    type Backend = HttpBackend;
+
+    fn backend(&self, a: &Assignment) -> HttpBackend {
+        HttpBackend {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            token: self.token.clone(),
+            name: self.name.clone(),
+            task_id: a.task_id.clone(),
+            spool: self.spool.clone(),
+        }
+    }
+}
+
+use orrery_agent::{BackendError, ByteStream, CacheHit};
+
+fn refused(e: ApiError) -> BackendError {
+    BackendError::Refused(e.0)
+}
+
+/// Percent-encodes a query value or path segment.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A spooled upload: its file, digest and size. The file is removed on drop.
+struct Spooled {
+    path: std::path::PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn spool(
+    dir: &std::path::Path,
+    mut data: impl tokio::io::AsyncRead + Unpin,
+) -> Result<Spooled, BackendError> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::fs::create_dir_all(dir).await?;
+    let path = dir.join(format!("upload-{}", orrery_store::new_id()));
+    let mut spooled = Spooled {
+        path,
+        sha256: String::new(),
+        size: 0,
+    };
+    let mut file = tokio::fs::File::create(&spooled.path).await?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = data.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).await?;
+        spooled.size += n as u64;
+    }
+    file.flush().await?;
+    spooled.sha256 = hex::encode(hasher.finalize());
+    Ok(spooled)
+}
+
+impl HttpBackend {
+    fn url(&self, path: &str) -> String {
+        format!("{}/runner/v1/tasks/{}{path}", self.base, self.task_id)
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .header(RUNNER_NAME_HEADER, &self.name)
+    }
+
+    async fn json<T: DeserializeOwned>(&self, path: &str) -> Result<T, BackendError> {
+        let r = self
+            .request(Method::GET, path)
+            .send()
+            .await
+            .map_err(|e| refused(transport(e)))?;
+        if !r.status().is_success() {
+            return Err(refused(failure(r).await));
+        }
+        r.json().await.map_err(|e| refused(transport(e)))
+    }
+
+    async fn download(&self, path: &str) -> Result<ByteStream, BackendError> {
+        use futures_util::TryStreamExt;
+        let r = self
+            .request(Method::GET, path)
+            .send()
+            .await
+            .map_err(|e| refused(transport(e)))?;
+        if !r.status().is_success() {
+            return Err(refused(failure(r).await));
+        }
+        let stream = r
+            .bytes_stream()
+            .map_err(|e| std::io::Error::other(format!("the download broke: {}", e.without_url())));
+        Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    /// Uploads a spooled file, retrying transport failures and server
+    /// errors (the file is resent whole).
+    async fn upload(
+        &self,
+        method: Method,
+        path: &str,
+        file: &Spooled,
+    ) -> Result<reqwest::Response, BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let body = tokio::fs::File::open(&file.path).await?;
+            let sent = self
+                .request(method.clone(), path)
+                .header(crate::api::storage::SHA256_HEADER, &file.sha256)
+                .header(crate::api::storage::SIZE_HEADER, file.size.to_string())
+                .header("content-length", file.size.to_string())
+                .body(reqwest::Body::wrap_stream(
+                    tokio_util::io::ReaderStream::new(body),
+                ))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) if r.status().is_server_error() && attempt < 3 => {
+                    tracing::warn!(status = %r.status(), "an upload failed; sending it again");
+                }
+                Ok(r) => return Err(refused(failure(r).await)),
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(error = %e.without_url(), "an upload failed; sending it again");
+                }
+                Err(e) => return Err(refused(transport(e))),
+            }
+            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        }
+    }
+}
+
+impl orrery_agent::TaskBackend for HttpBackend {
+    async fn cache_find(&self, prefix: &str) -> Result<Option<CacheHit>, BackendError> {
+        #[derive(serde::Deserialize)]
+        struct Hit {
+            key: String,
+            size: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Found {
+            hit: Option<Hit>,
+        }
+        let found: Found = self
+            .json(&format!("/caches?prefix={}", enc(prefix)))
+            .await?;
+        Ok(found.hit.map(|h| CacheHit {
+            key: h.key,
+            size: h.size,
+        }))
+    }
+
+    async fn cache_open(&self, key: &str) -> Result<ByteStream, BackendError> {
+        self.download(&format!("/caches/object?key={}", enc(key)))
+            .await
+    }
+
+    async fn cache_save(&self, key: &str, data: ByteStream) -> Result<bool, BackendError> {
+        let file = spool(&self.spool, data).await?;
+        let r = self
+            .upload(
+                Method::PUT,
+                &format!("/caches/object?key={}", enc(key)),
+                &file,
+            )
+            .await?;
+        Ok(r.status() == reqwest::StatusCode::CREATED)
+    }
+
+    async fn workspace_layers(&self, job: &str) -> Result<Vec<ByteStream>, BackendError> {
+        #[derive(serde::Deserialize)]
+        struct Layers {
+            layers: Vec<serde_json::Value>,
+        }
+        let layers: Layers = self.json(&format!("/workspaces/{}", enc(job))).await?;
+        let mut out = Vec::new();
+        for i in 0..layers.layers.len() {
+            out.push(
+                self.download(&format!("/workspaces/{}/{i}", enc(job)))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn workspace_save(&self, data: ByteStream) -> Result<(), BackendError> {
+        let file = spool(&self.spool, data).await?;
+        self.upload(Method::PUT, "/workspace", &file).await?;
+        Ok(())
+    }
+
+    async fn artifacts_save(
+        &self,
+        prefix: &str,
+        tar: &std::path::Path,
+    ) -> Result<Vec<String>, BackendError> {
+        let file = spool(&self.spool, tokio::fs::File::open(tar).await?).await?;
+        let r = self
+            .upload(
+                Method::PUT,
+                &format!("/artifacts?prefix={}", enc(prefix)),
+                &file,
+            )
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Paths {
+            paths: Vec<String>,
+        }
+        let paths: Paths = r.json().await.map_err(|e| refused(transport(e)))?;
+        Ok(paths.paths)
+    }
+
+    async fn test_results_save(
+        &self,
+        cases: Vec<orrery_testresults::TestCase>,
+    ) -> Result<(), BackendError> {
+        let r = self
+            .request(Method::POST, "/test-results")
+            .json(&cases)
+            .send()
+            .await
+            .map_err(|e| refused(transport(e)))?;
+        if !r.status().is_success() {
+            return Err(refused(failure(r).await));
+        }
+        Ok(())
+    }
+
+    async fn timings(&self) -> Result<Vec<orrery_testresults::TestCase>, BackendError> {
+        self.json("/timings").await
+    }
+}

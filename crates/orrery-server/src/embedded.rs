@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orrery_agent::worker::{ApiError, BackendFactory, RunnerApi, WorkerConfig, run_worker};
-use orrery_agent::{LocalBackend, LocalTask};
 use orrery_core::protocol::{Assignment, Completion, HeartbeatReply, RunnerEvent};
 use orrery_engine::{DEFAULT_CLASS, Engine};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::storage::TaskStorage;
 
 pub struct Options {
     pub slots: usize,
@@ -76,24 +76,20 @@ impl RunnerApi for InProcess {
     }
 }
 
-/// Caches, workspaces, artifacts and test results in a directory.
-pub struct DirBackends {
-    pub root: PathBuf,
+/// The server's own storage ([`TaskStorage`]): what the embedded runner's
+/// jobs save, jobs on remote runners restore, and the other way round.
+pub struct ServerBackends {
+    pub state: Arc<AppState>,
 }
 
-impl BackendFactory for DirBackends {
-    type Backend = LocalBackend;
+impl BackendFactory for ServerBackends {
+    type Backend = TaskStorage;
 
-    fn backend(&self, a: &Assignment) -> LocalBackend {
-        LocalBackend::new(
-            self.root.clone(),
-            LocalTask {
-                project: a.project_slug.clone(),
-                workspace_id: a.workspace_id.clone(),
-                run_id: a.job_id.clone(),
-                job: a.job_name.clone(),
-                node: a.node_index,
-            },
+    fn backend(&self, a: &Assignment) -> TaskStorage {
+        TaskStorage::new(
+            Arc::clone(&self.state.blobs),
+            self.state.store.clone(),
+            &a.task_id,
         )
     }
 }
@@ -110,8 +106,8 @@ pub async fn run(
         runner_id,
         vec![DEFAULT_CLASS.to_string()],
     ));
-    let factory = Arc::new(DirBackends {
-        root: state.data_dir.join("blobs"),
+    let factory = Arc::new(ServerBackends {
+        state: Arc::clone(&state),
     });
     run_worker(
         api,

@@ -25,6 +25,7 @@ pub mod embedded;
 pub mod error;
 pub mod secrets;
 pub mod statuses;
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub orbs: Arc<dyn OrbSource + Send + Sync>,
     /// Cancelled when the server stops: long polls and live streams end.
     pub shutdown: CancellationToken,
+    /// Caches, workspaces, artifacts (object storage).
+    pub blobs: Arc<orrery_blob::Blobs>,
 }
 
 /// How to run a server.
@@ -61,6 +64,11 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// `sqlite://...`; a database in the data directory when not set.
     pub database_url: Option<String>,
+    /// Object storage (a directory, `s3://bucket/prefix`, `gs://`, `az://`);
+    /// `<data dir>/blobs` when not set.
+    pub blob_url: Option<String>,
+    /// Options for the object store's builder (after the environment).
+    pub blob_options: Vec<(String, String)>,
     /// Embedded runner slots; 0 disables the embedded runner.
     pub embedded_slots: usize,
     /// On first start, the admin's API token (else a random one is made).
@@ -81,6 +89,8 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             base_url: None,
             database_url: None,
+            blob_url: None,
+            blob_options: Vec::new(),
             embedded_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             admin_token: None,
             orbs,
@@ -147,6 +157,14 @@ impl Server {
                 .map_err(|e| StartError::Io(format!("the secret key: {e}")))?,
         );
         let first_start = bootstrap(&store, config.admin_token.as_deref()).await?;
+        let blob_url = config
+            .blob_url
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
+        let blobs = Arc::new(
+            orrery_blob::Blobs::open(&blob_url, &config.blob_options)
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -186,6 +204,7 @@ impl Server {
             data_dir: config.data_dir.clone(),
             orbs: Arc::clone(&config.orbs),
             shutdown: shutdown.clone(),
+            blobs,
         });
 
         let mut tasks = tokio::task::JoinSet::new();

@@ -67,6 +67,10 @@ fn fill(template: &str, known: &Known, unknown: Option<&str>) -> String {
                 "step" => "0".into(),
                 "node" if missing => "9".into(),
                 "node" => "0".into(),
+                "job" if missing => "no-such-job".into(),
+                "job" => "build".into(),
+                "index" if missing => "99".into(),
+                "index" => "0".into(),
                 "provider" if missing => "svn".into(),
                 "provider" => "github".into(),
                 "request_id" if missing => random.into(),
@@ -130,6 +134,7 @@ fn bodies(method: &str, template: &str) -> Option<(Value, Value)> {
         ),
         ("post", "/runner/v1/claim") => (json!({"wait_secs": 0}), json!({"wait_secs": "x"})),
         ("post", "/runner/v1/tasks/{id}/events") => (json!([]), json!({"type": "output"})),
+        ("post", "/runner/v1/tasks/{id}/test-results") => (json!([]), json!({"x": 1})),
         ("post", "/runner/v1/tasks/{id}/complete") => {
             (json!({"status": "success"}), json!({"status": 5}))
         }
@@ -447,7 +452,7 @@ async fn bad_bodies_are_4xx() {
         let r = TestServer::send(send(huge.clone())).await;
         error(&r, 413, &format!("{what} with {} bytes", huge.len()));
     }
-    assert_eq!(checked, 12, "every endpoint with a JSON body was checked");
+    assert_eq!(checked, 13, "every endpoint with a JSON body was checked");
 
     // Without a Content-Length (chunked), the limit holds the same way.
     let hook = fill("/hooks/{provider}/{project_id}", &w.known, None);

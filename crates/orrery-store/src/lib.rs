@@ -16,14 +16,17 @@
 
 pub mod model;
 mod schema;
+pub mod storage;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 
 pub use model::*;
+pub use storage::{Artifact, CacheEntry, StorageUsage, TestRow, WorkspaceLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,7 +59,7 @@ pub struct Store {
     /// Reads.
     pool: AnyPool,
     /// Writes: one connection on SQLite, the same pool on Postgres.
-    writer: AnyPool,
+    writer: writer::Writer,
 }
 
 fn get<T>(row: &AnyRow, col: &str) -> Result<T>
@@ -71,6 +74,29 @@ fn flag(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(get::<i64>(row, col)? != 0)
 }
 
+/// Column `col` of a row in which a table's columns may carry a prefix
+/// (joined reads name them `j_id`, `p_id`, ...).
+fn getp<T>(row: &AnyRow, prefix: &str, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    if prefix.is_empty() {
+        get(row, col)
+    } else {
+        get(row, &format!("{prefix}{col}"))
+    }
+}
+
+/// `columns` (a `*_COLUMNS` list) of table alias `alias`, each named
+/// `{alias}_{column}`.
+fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c} AS {alias}_{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const PROJECT_COLUMNS: &str = "id, org_id, name, slug, vcs_provider, repo_url, default_branch, webhook_secret, vcs_token, settings, created_at";
 const PIPELINE_COLUMNS: &str = "id, project_id, number, state, trigger_type, trigger_actor, received_at, created_at, updated_at, branch, tag, revision, commit_subject, commit_body, origin_repo_url, review_id, review_url, parameters, config_source, config_compiled, setup_config_source, setup_config_compiled, errors, continuation_key_hash, continuation_expires_at";
 const WORKFLOW_COLUMNS: &str = "id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, plan, run_state, version";
@@ -80,93 +106,109 @@ const JOB_COLUMNS: &str = "id, workflow_id, pipeline_id, project_id, name, numbe
 const TASK_COLUMNS: &str = "id, job_id, node_index, attempt, state, result, resource_class, runner_id, lease_until, cancel_requested, created_at, claimed_at, finished_at";
 
 fn project_row(row: &AnyRow) -> Result<Project> {
+    project_row_p(row, "")
+}
+
+fn project_row_p(row: &AnyRow, p: &str) -> Result<Project> {
     Ok(Project {
-        id: get(row, "id")?,
-        org_id: get(row, "org_id")?,
-        name: get(row, "name")?,
-        slug: get(row, "slug")?,
-        vcs_provider: get(row, "vcs_provider")?,
-        repo_url: get(row, "repo_url")?,
-        default_branch: get(row, "default_branch")?,
-        webhook_secret: get(row, "webhook_secret")?,
-        vcs_token: get(row, "vcs_token")?,
-        settings: get(row, "settings")?,
-        created_at: get(row, "created_at")?,
+        id: getp(row, p, "id")?,
+        org_id: getp(row, p, "org_id")?,
+        name: getp(row, p, "name")?,
+        slug: getp(row, p, "slug")?,
+        vcs_provider: getp(row, p, "vcs_provider")?,
+        repo_url: getp(row, p, "repo_url")?,
+        default_branch: getp(row, p, "default_branch")?,
+        webhook_secret: getp(row, p, "webhook_secret")?,
+        vcs_token: getp(row, p, "vcs_token")?,
+        settings: getp(row, p, "settings")?,
+        created_at: getp(row, p, "created_at")?,
     })
 }
 
 fn pipeline_row(row: &AnyRow) -> Result<Pipeline> {
+    pipeline_row_p(row, "")
+}
+
+fn pipeline_row_p(row: &AnyRow, p: &str) -> Result<Pipeline> {
     Ok(Pipeline {
-        id: get(row, "id")?,
-        project_id: get(row, "project_id")?,
-        number: get(row, "number")?,
-        state: get(row, "state")?,
-        trigger_type: get(row, "trigger_type")?,
-        trigger_actor: get(row, "trigger_actor")?,
-        received_at: get(row, "received_at")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        branch: get(row, "branch")?,
-        tag: get(row, "tag")?,
-        revision: get(row, "revision")?,
-        commit_subject: get(row, "commit_subject")?,
-        commit_body: get(row, "commit_body")?,
-        origin_repo_url: get(row, "origin_repo_url")?,
-        review_id: get(row, "review_id")?,
-        review_url: get(row, "review_url")?,
-        parameters: get(row, "parameters")?,
-        config_source: get(row, "config_source")?,
-        config_compiled: get(row, "config_compiled")?,
-        setup_config_source: get(row, "setup_config_source")?,
-        setup_config_compiled: get(row, "setup_config_compiled")?,
-        errors: get(row, "errors")?,
-        continuation_key_hash: get(row, "continuation_key_hash")?,
-        continuation_expires_at: get(row, "continuation_expires_at")?,
+        id: getp(row, p, "id")?,
+        project_id: getp(row, p, "project_id")?,
+        number: getp(row, p, "number")?,
+        state: getp(row, p, "state")?,
+        trigger_type: getp(row, p, "trigger_type")?,
+        trigger_actor: getp(row, p, "trigger_actor")?,
+        received_at: getp(row, p, "received_at")?,
+        created_at: getp(row, p, "created_at")?,
+        updated_at: getp(row, p, "updated_at")?,
+        branch: getp(row, p, "branch")?,
+        tag: getp(row, p, "tag")?,
+        revision: getp(row, p, "revision")?,
+        commit_subject: getp(row, p, "commit_subject")?,
+        commit_body: getp(row, p, "commit_body")?,
+        origin_repo_url: getp(row, p, "origin_repo_url")?,
+        review_id: getp(row, p, "review_id")?,
+        review_url: getp(row, p, "review_url")?,
+        parameters: getp(row, p, "parameters")?,
+        config_source: getp(row, p, "config_source")?,
+        config_compiled: getp(row, p, "config_compiled")?,
+        setup_config_source: getp(row, p, "setup_config_source")?,
+        setup_config_compiled: getp(row, p, "setup_config_compiled")?,
+        errors: getp(row, p, "errors")?,
+        continuation_key_hash: getp(row, p, "continuation_key_hash")?,
+        continuation_expires_at: getp(row, p, "continuation_expires_at")?,
     })
 }
 
 fn workflow_row(row: &AnyRow) -> Result<Workflow> {
+    workflow_row_p(row, "")
+}
+
+fn workflow_row_p(row: &AnyRow, p: &str) -> Result<Workflow> {
     Ok(Workflow {
-        id: get(row, "id")?,
-        pipeline_id: get(row, "pipeline_id")?,
-        project_id: get(row, "project_id")?,
-        name: get(row, "name")?,
-        status: get(row, "status")?,
-        tag: get(row, "tag")?,
-        created_at: get(row, "created_at")?,
-        stopped_at: get(row, "stopped_at")?,
-        started_by: get(row, "started_by")?,
-        canceled_by: get(row, "canceled_by")?,
-        workspace_id: get(row, "workspace_id")?,
-        rerun_of: get(row, "rerun_of")?,
-        plan: get(row, "plan")?,
-        run_state: get(row, "run_state")?,
-        version: get(row, "version")?,
+        id: getp(row, p, "id")?,
+        pipeline_id: getp(row, p, "pipeline_id")?,
+        project_id: getp(row, p, "project_id")?,
+        name: getp(row, p, "name")?,
+        status: getp(row, p, "status")?,
+        tag: getp(row, p, "tag")?,
+        created_at: getp(row, p, "created_at")?,
+        stopped_at: getp(row, p, "stopped_at")?,
+        started_by: getp(row, p, "started_by")?,
+        canceled_by: getp(row, p, "canceled_by")?,
+        workspace_id: getp(row, p, "workspace_id")?,
+        rerun_of: getp(row, p, "rerun_of")?,
+        plan: getp(row, p, "plan")?,
+        run_state: getp(row, p, "run_state")?,
+        version: getp(row, p, "version")?,
     })
 }
 
 fn job_row(row: &AnyRow) -> Result<Job> {
+    job_row_p(row, "")
+}
+
+fn job_row_p(row: &AnyRow, p: &str) -> Result<Job> {
     Ok(Job {
-        id: get(row, "id")?,
-        workflow_id: get(row, "workflow_id")?,
-        pipeline_id: get(row, "pipeline_id")?,
-        project_id: get(row, "project_id")?,
-        name: get(row, "name")?,
-        number: get(row, "number")?,
-        job_type: get(row, "job_type")?,
-        status: get(row, "status")?,
-        parallelism: get(row, "parallelism")?,
-        job: get(row, "job")?,
-        contexts: get(row, "contexts")?,
-        dependencies: get(row, "dependencies")?,
-        created_at: get(row, "created_at")?,
-        queued_at: get(row, "queued_at")?,
-        started_at: get(row, "started_at")?,
-        stopped_at: get(row, "stopped_at")?,
-        approved_by: get(row, "approved_by")?,
-        approval_request_id: get(row, "approval_request_id")?,
-        canceled_by: get(row, "canceled_by")?,
-        position: get(row, "position")?,
+        id: getp(row, p, "id")?,
+        workflow_id: getp(row, p, "workflow_id")?,
+        pipeline_id: getp(row, p, "pipeline_id")?,
+        project_id: getp(row, p, "project_id")?,
+        name: getp(row, p, "name")?,
+        number: getp(row, p, "number")?,
+        job_type: getp(row, p, "job_type")?,
+        status: getp(row, p, "status")?,
+        parallelism: getp(row, p, "parallelism")?,
+        job: getp(row, p, "job")?,
+        contexts: getp(row, p, "contexts")?,
+        dependencies: getp(row, p, "dependencies")?,
+        created_at: getp(row, p, "created_at")?,
+        queued_at: getp(row, p, "queued_at")?,
+        started_at: getp(row, p, "started_at")?,
+        stopped_at: getp(row, p, "stopped_at")?,
+        approved_by: getp(row, p, "approved_by")?,
+        approval_request_id: getp(row, p, "approval_request_id")?,
+        canceled_by: getp(row, p, "canceled_by")?,
+        position: getp(row, p, "position")?,
     })
 }
 
@@ -212,6 +254,17 @@ fn step_row(row: &AnyRow) -> Result<Step> {
     })
 }
 
+/// What running a claimed task needs (see [`Store::task_context`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskContext {
+    pub job: Job,
+    /// Without its plan, and without its run state unless asked for.
+    pub workflow: Workflow,
+    /// Without its configs (`config_*` and `setup_config_*` are `None`).
+    pub pipeline: Pipeline,
+    pub project: Project,
+}
+
 /// A task a runner claimed, with what it needs to run it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimed {
@@ -231,31 +284,31 @@ impl Store {
             url.to_string()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool_options = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        if is_sqlite {
-                            use sqlx::Executor;
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-                                .await?;
-                        }
-                        Ok(())
-                    })
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is a file handle in this process: there is
+            // nothing to test before each use (a round trip to its worker
+            // thread on every read).
+            .test_before_acquire(!is_sqlite)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        use sqlx::Executor;
+                        conn.execute(writer::SQLITE_PRAGMAS).await?;
+                    }
+                    Ok(())
                 })
-        };
-        let pool = pool_options(if is_sqlite { 8 } else { 16 })
+            })
             .connect_with(options.clone())
             .await?;
         // SQLite takes one writer at a time, and a writer that finds the
         // database locked sleeps (1 ms, then longer) before it tries again:
         // this process's writes queue for one connection instead.
         let writer = if is_sqlite {
-            pool_options(1).connect_with(options).await?
+            writer::Writer::sqlite(options).await?
         } else {
-            pool.clone()
+            writer::Writer::Pool(pool.clone())
         };
         let store = Store { pool, writer };
         store.migrate().await?;
@@ -502,6 +555,25 @@ impl Store {
             "SELECT name, value, created_at FROM project_env WHERE project_id = $1 ORDER BY name",
         )
         .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EnvVar {
+                    name: get(r, "name")?,
+                    value: get(r, "value")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The variables of the project of job `job_id`.
+    pub async fn env_of_job(&self, job_id: &str) -> Result<Vec<EnvVar>> {
+        let rows = sqlx::query(
+            "SELECT name, value, created_at FROM project_env WHERE project_id = (SELECT project_id FROM jobs WHERE id = $1) ORDER BY name",
+        )
+        .bind(job_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -846,6 +918,17 @@ impl Store {
         rows.iter().map(job_row).collect()
     }
 
+    /// The status of each job of a workflow: (job id, status).
+    pub async fn job_statuses(&self, workflow_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT id, status FROM jobs WHERE workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "id")?, get(r, "status")?)))
+            .collect()
+    }
+
     /// Recent jobs of a project (or all projects), newest first.
     pub async fn recent_jobs(&self, project_id: Option<&str>, limit: i64) -> Result<Vec<Job>> {
         let rows = match project_id {
@@ -863,23 +946,24 @@ impl Store {
     }
 
     /// Applies a workflow state change if the workflow is still at
-    /// `expected_version`: its status and run state, job changes, new jobs
-    /// and new tasks. Returns `false` (and changes nothing) when another change
-    /// came first; the caller reloads and retries.
+    /// `expected_version`: its status and run state (kept as it is when
+    /// `None`), job changes, new jobs and new tasks. Returns `false` (and
+    /// changes nothing) when another change came first; the caller reloads
+    /// and retries.
     #[allow(clippy::too_many_arguments)]
     pub async fn update_workflow(
         &self,
         workflow_id: &str,
         expected_version: i64,
         status: &str,
-        run_state: &str,
+        run_state: Option<&str>,
         stopped_at: Option<Millis>,
         canceled_by: Option<&str>,
         job_updates: &[JobUpdate],
         new_tasks: &[Task],
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("UPDATE workflows SET status = $1, run_state = $2, stopped_at = $3, canceled_by = COALESCE($4, canceled_by), version = version + 1 WHERE id = $5 AND version = $6")
+        let done = sqlx::query("UPDATE workflows SET status = $1, run_state = COALESCE($2, run_state), stopped_at = $3, canceled_by = COALESCE($4, canceled_by), version = version + 1 WHERE id = $5 AND version = $6")
             .bind(status)
             .bind(run_state)
             .bind(stopped_at)
@@ -942,6 +1026,27 @@ impl Store {
         lease_until: Millis,
         now: Millis,
     ) -> Result<Option<Claimed>> {
+        let Some(task) = self
+            .claim_next_task(runner_id, classes, lease_until, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let job = self
+            .job(&task.job_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("job".into()))?;
+        Ok(Some(Claimed { task, job }))
+    }
+
+    /// [`Store::claim_task`] without reading the job: the claimed task.
+    pub async fn claim_next_task(
+        &self,
+        runner_id: &str,
+        classes: &[String],
+        lease_until: Millis,
+        now: Millis,
+    ) -> Result<Option<Task>> {
         for class in classes {
             let row = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE tasks SET state = 'running', runner_id = $1, lease_until = $2, claimed_at = $3 WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND resource_class = $4 AND cancel_requested = 0 ORDER BY created_at, id LIMIT 1) AND state = 'queued' RETURNING {TASK_COLUMNS}"
@@ -953,15 +1058,58 @@ impl Store {
             .fetch_optional(&self.writer)
             .await?;
             if let Some(row) = row {
-                let task = task_row(&row)?;
-                let job = self
-                    .job(&task.job_id)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound("job".into()))?;
-                return Ok(Some(Claimed { task, job }));
+                return task_row(&row).map(Some);
             }
         }
         Ok(None)
+    }
+
+    /// What running a task of job `job_id` needs, in one read: the job, its
+    /// workflow (without its plan; without its run state unless
+    /// `with_run_state`), pipeline and project.
+    pub async fn task_context(
+        &self,
+        job_id: &str,
+        with_run_state: bool,
+    ) -> Result<Option<TaskContext>> {
+        static SQL: [std::sync::OnceLock<String>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let sql = SQL[usize::from(with_run_state)].get_or_init(|| {
+            // The pipeline's configs (the source and the compiled one, each
+            // as big as the config) are left out.
+            let pipeline_columns = prefixed("pl", PIPELINE_COLUMNS);
+            let pipeline_columns = [
+                "config_source",
+                "config_compiled",
+                "setup_config_source",
+                "setup_config_compiled",
+            ]
+            .iter()
+            .fold(pipeline_columns, |cols, c| {
+                cols.replace(&format!("pl.{c} AS"), "NULL AS")
+            });
+            format!(
+                "SELECT {}, {}, '' AS w_plan, {} AS w_run_state, {}, {} FROM jobs j JOIN workflows w ON w.id = j.workflow_id JOIN pipelines pl ON pl.id = j.pipeline_id JOIN projects pr ON pr.id = j.project_id WHERE j.id = $1",
+                prefixed("j", JOB_COLUMNS),
+                prefixed("w", &WORKFLOW_COLUMNS.replace(", plan, run_state", "")),
+                if with_run_state { "w.run_state" } else { "''" },
+                pipeline_columns,
+                prefixed("pr", PROJECT_COLUMNS),
+            )
+        });
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(TaskContext {
+                job: job_row_p(&r, "j_")?,
+                workflow: workflow_row_p(&r, "w_")?,
+                pipeline: pipeline_row_p(&r, "pl_")?,
+                project: project_row_p(&r, "pr_")?,
+            })
+        })
+        .transpose()
     }
 
     /// Extends a running task's lease; `None` when the runner no longer holds it.
@@ -1116,6 +1264,27 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    /// Ends a started step: its status, outcome and end time (each kept
+    /// when `None`). `false` when the task has no such step.
+    pub async fn finish_step(
+        &self,
+        task_id: &str,
+        step_index: i64,
+        status: &str,
+        outcome: Option<&str>,
+        stopped_at: Option<Millis>,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE steps SET status = $1, outcome = COALESCE($2, outcome), stopped_at = COALESCE($3, stopped_at) WHERE task_id = $4 AND step_index = $5")
+            .bind(status)
+            .bind(outcome)
+            .bind(stopped_at)
+            .bind(task_id)
+            .bind(step_index)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn steps_of_task(&self, task_id: &str) -> Result<Vec<Step>> {
@@ -1369,7 +1538,7 @@ impl Store {
     }
 }
 
-async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job) -> Result<()> {
+async fn insert_job(conn: &mut AnyConnection, job: &Job) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     )))
@@ -1393,12 +1562,12 @@ async fn insert_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: &Job) -> Res
     .bind(&job.approval_request_id)
     .bind(&job.canceled_by)
     .bind(job.position)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
-async fn insert_task(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &Task) -> Result<()> {
+async fn insert_task(conn: &mut AnyConnection, t: &Task) -> Result<()> {
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO tasks ({TASK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     )))
@@ -1415,7 +1584,7 @@ async fn insert_task(tx: &mut sqlx::Transaction<'_, sqlx::Any>, t: &Task) -> Res
     .bind(t.created_at)
     .bind(t.claimed_at)
     .bind(t.finished_at)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }

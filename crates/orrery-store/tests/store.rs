@@ -221,7 +221,7 @@ async fn workflows_jobs_and_optimistic_updates() {
             &w.id,
             0,
             "running",
-            "{\"v\":1}",
+            Some("{\"v\":1}"),
             None,
             None,
             std::slice::from_ref(&update),
@@ -232,7 +232,7 @@ async fn workflows_jobs_and_optimistic_updates() {
     );
     // A second writer that read version 0 loses and changes nothing.
     assert!(
-        !s.update_workflow(&w.id, 0, "failed", "{\"v\":2}", None, None, &[], &[])
+        !s.update_workflow(&w.id, 0, "failed", Some("{\"v\":2}"), None, None, &[], &[])
             .await
             .unwrap()
     );

@@ -5,6 +5,7 @@ pub mod hooks;
 pub mod live;
 pub mod openapi;
 pub mod runner;
+pub mod storage;
 pub mod v1;
 pub mod v2;
 
@@ -32,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(v2::routes())
         .merge(v1::routes())
         .merge(runner::routes())
+        .merge(storage::routes())
         .merge(hooks::routes())
         .merge(live::routes())
         .merge(openapi::routes())

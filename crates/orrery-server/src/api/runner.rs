@@ -55,7 +55,7 @@ pub fn valid_runner_name(name: &str) -> bool {
 }
 
 /// The calling runner's id: `<resource class>/<name>`.
-fn runner_id(auth: &RunnerAuth, headers: &HeaderMap) -> ApiResult<String> {
+pub fn runner_id(auth: &RunnerAuth, headers: &HeaderMap) -> ApiResult<String> {
     let name = headers
         .get(RUNNER_NAME_HEADER)
         .and_then(|v| v.to_str().ok())

@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use orrery_agent::worker::{WorkerConfig, run_worker};
-use orrery_server::client::{HttpRunner, api_call};
-use orrery_server::embedded::DirBackends;
+use orrery_server::client::{HttpBackends, HttpRunner, api_call};
 use orrery_server::{Server, ServerConfig};
 
 use crate::orb_dir::DirOrbSource;
@@ -29,6 +28,11 @@ pub struct ServerArgs {
     /// A database URL (`sqlite://path`); default: orrery.db in the data directory
     #[arg(long, env = "ORRERY_DATABASE_URL")]
     database_url: Option<String>,
+    /// Object storage for caches, workspaces, artifacts: a directory,
+    /// `s3://bucket/prefix` (AWS_* variables configure it), `gs://...` or
+    /// `az://...`; default: `blobs` in the data directory
+    #[arg(long, env = "ORRERY_BLOB_URL")]
+    blob_url: Option<String>,
     /// Embedded runner slots (0: no embedded runner); default: one per core
     #[arg(long, env = "ORRERY_RUNNER_SLOTS")]
     runner_slots: Option<usize>,
@@ -139,6 +143,9 @@ fn apply_config_file(args: &mut ServerArgs) -> anyhow::Result<()> {
             "database-url" | "database_url" => {
                 args.database_url.get_or_insert_with(|| value.to_string());
             }
+            "blob-url" | "blob_url" => {
+                args.blob_url.get_or_insert_with(|| value.to_string());
+            }
             "runner-slots" | "runner_slots" => {
                 if args.runner_slots.is_none() {
                     args.runner_slots = Some(value.parse().map_err(|_| bad("not a number"))?);
@@ -184,6 +191,7 @@ pub fn server(mut args: ServerArgs) -> anyhow::Result<ExitCode> {
     config.listen = args.listen;
     config.base_url = args.url.clone();
     config.database_url = args.database_url.clone();
+    config.blob_url = args.blob_url.clone();
     if let Some(n) = args.runner_slots {
         config.embedded_slots = n;
     }
@@ -252,6 +260,8 @@ pub fn runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
         .work_dir
         .clone()
         .unwrap_or_else(|| home().join(".local/share/orrery/runner"));
+    // Uploads a killed predecessor was spooling are of no use now.
+    let _ = std::fs::remove_dir_all(work.join("spool"));
     runtime()?.block_on(async move {
         let api = HttpRunner::new(&args.url, &args.token, &name).map_err(|e| anyhow::anyhow!(e))?;
         let id = api
@@ -271,11 +281,12 @@ pub fn runner(args: RunnerArgs) -> anyhow::Result<ExitCode> {
         });
         run_worker(
             Arc::new(api),
-            // Storage on the runner's own disk, until the server stores
-            // blobs for runners.
-            Arc::new(DirBackends {
-                root: work.join("blobs"),
-            }),
+            // Caches, workspaces, artifacts and test results go through the
+            // server, so every runner host sees the same ones.
+            Arc::new(
+                HttpBackends::new(&args.url, &args.token, &name, work.join("spool"))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
             WorkerConfig {
                 slots: args.slots,
                 work_root: work.join("work"),

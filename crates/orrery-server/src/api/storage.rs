@@ -1,0 +1,384 @@
+//! Task storage for remote runners: caches, workspaces, artifacts, test
+//! results and timings of a task the calling runner holds, through
+//! [`crate::storage::TaskStorage`] (the same code the embedded runner uses).
+//!
+//! Uploads are streamed into object storage and checked against the
+//! `X-Orrery-Sha256` and `X-Orrery-Size` headers the runner sends (it spools
+//! the archive first, so it knows both, and can resend it whole); a mismatch
+//! is refused and leaves nothing. Downloads are streamed through the server,
+//! or redirected (307) to a short-lived signed URL of the object store, so a
+//! runner never holds credentials for the bucket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures_util::TryStreamExt;
+use orrery_agent::{BackendError, TaskBackend};
+use orrery_blob::PutOptions;
+use orrery_testresults::TestCase;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::runner::runner_id;
+use super::{Json, Query, path_id};
+use crate::AppState;
+use crate::auth::RunnerAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::TaskStorage;
+
+pub const SHA256_HEADER: &str = "x-orrery-sha256";
+pub const SIZE_HEADER: &str = "x-orrery-size";
+
+/// How long a signed download URL is valid.
+const SIGNED_FOR: Duration = Duration::from_secs(600);
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/runner/v1/tasks/{id}/caches", get(cache_find))
+        .route(
+            "/runner/v1/tasks/{id}/caches/object",
+            get(cache_get).put(cache_put),
+        )
+        .route(
+            "/runner/v1/tasks/{id}/workspaces/{job}",
+            get(workspace_list),
+        )
+        .route(
+            "/runner/v1/tasks/{id}/workspaces/{job}/{index}",
+            get(workspace_get),
+        )
+        .route("/runner/v1/tasks/{id}/workspace", put(workspace_put))
+        .route("/runner/v1/tasks/{id}/artifacts", put(artifacts_put))
+        .route(
+            "/runner/v1/tasks/{id}/test-results",
+            post(test_results_post),
+        )
+        .route("/runner/v1/tasks/{id}/timings", get(timings_get))
+}
+
+fn refused(e: BackendError) -> ApiError {
+    match e {
+        BackendError::Io(io) => ApiError::BadRequest(format!("the upload failed: {io}")),
+        BackendError::Refused(m) => ApiError::BadRequest(m),
+    }
+}
+
+/// The storage of a task the calling runner holds and is running.
+async fn held(
+    state: &AppState,
+    auth: &RunnerAuth,
+    headers: &HeaderMap,
+    task: &str,
+) -> ApiResult<TaskStorage> {
+    let runner = runner_id(auth, headers)?;
+    let task_id = path_id("Task", task)?;
+    let task = state
+        .store
+        .task(&task_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Task not found".into()))?;
+    if task.runner_id.as_deref() != Some(runner.as_str()) || task.state != "running" {
+        return Err(ApiError::Conflict(
+            "this runner does not hold the task (it ended, or its lease was lost)".into(),
+        ));
+    }
+    Ok(TaskStorage::new(
+        Arc::clone(&state.blobs),
+        state.store.clone(),
+        &task_id,
+    ))
+}
+
+/// The digest and size a runner announced for an upload.
+fn announced(headers: &HeaderMap) -> ApiResult<PutOptions> {
+    let sha256 = headers
+        .get(SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::BadRequest(format!("the {SHA256_HEADER} header is missing")))?;
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!(
+            "{SHA256_HEADER} must be 64 hex digits"
+        )));
+    }
+    let size = headers
+        .get(SIZE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("{SIZE_HEADER} must be a number")))
+        })
+        .transpose()?
+        .ok_or_else(|| ApiError::BadRequest(format!("the {SIZE_HEADER} header is missing")))?;
+    Ok(PutOptions {
+        sha256: Some(sha256),
+        size: Some(size),
+        max_size: None,
+    })
+}
+
+fn body_reader(body: Body) -> impl tokio::io::AsyncRead + Unpin + Send {
+    tokio_util::io::StreamReader::new(
+        body.into_data_stream()
+            .map_err(|e| std::io::Error::other(format!("the request body: {e}"))),
+    )
+}
+
+/// An object as a response: a redirect to a signed URL where the store
+/// signs, else the bytes.
+async fn object_response(state: &AppState, object: &str) -> ApiResult<Response> {
+    let blob_err = |e: orrery_blob::BlobError| ApiError::Internal(e.to_string());
+    if let Some(url) = state
+        .blobs
+        .signed_get(object, SIGNED_FOR)
+        .await
+        .map_err(blob_err)?
+    {
+        return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
+    }
+    let (reader, size) = state.blobs.get(object).await.map_err(blob_err)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+    )
+        .into_response())
+}
+
+/// Query values default to empty, so that an unknown task is a 404 before
+/// a missing value is a 400.
+#[derive(Deserialize)]
+struct PrefixQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+async fn cache_find(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Query(q): Query<PrefixQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    let hit = storage.cache_find(&q.prefix).await.map_err(refused)?;
+    Ok(axum::Json(json!({
+        "hit": hit.map(|h| json!({"key": h.key, "size": h.size})),
+    })))
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    #[serde(default)]
+    key: String,
+}
+
+fn check_key(key: &str) -> ApiResult<()> {
+    if key.is_empty() || key.len() > 900 {
+        return Err(ApiError::BadRequest(
+            "a cache key (?key=) has 1 to 900 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn cache_get(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> ApiResult<Response> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    check_key(&q.key)?;
+    let (object, _) = storage
+        .cache_object(&q.key)
+        .await
+        .map_err(refused)?
+        .ok_or_else(|| ApiError::NotFound(format!("no cache for key {}", q.key)))?;
+    object_response(&state, &object).await
+}
+
+async fn cache_put(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Query(q): Query<KeyQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    check_key(&q.key)?;
+    let options = announced(&headers)?;
+    let saved = storage
+        .save_cache(&q.key, body_reader(body), &options)
+        .await
+        .map_err(refused)?;
+    let status = if saved {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(json!({ "saved": saved }))))
+}
+
+async fn workspace_list(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path((task, job)): Path<(String, String)>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    let layers: Vec<serde_json::Value> = storage
+        .workspace_objects(&job)
+        .await
+        .map_err(refused)?
+        .iter()
+        .enumerate()
+        .map(|(i, (_, size))| json!({"index": i, "size": size}))
+        .collect();
+    Ok(axum::Json(json!({ "layers": layers })))
+}
+
+async fn workspace_get(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path((task, job, index)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("layer `{index}` is not a number")))?;
+    let objects = storage.workspace_objects(&job).await.map_err(refused)?;
+    let (object, _) = objects
+        .get(index)
+        .ok_or_else(|| ApiError::NotFound("Workspace layer not found".into()))?;
+    object_response(&state, object).await
+}
+
+async fn workspace_put(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    let options = announced(&headers)?;
+    storage
+        .save_workspace(body_reader(body), &options)
+        .await
+        .map_err(refused)?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn artifacts_put(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Query(q): Query<PrefixQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    if q.prefix.is_empty() {
+        return Err(ApiError::BadRequest(
+            "artifacts need a destination (?prefix=)".into(),
+        ));
+    }
+    let options = announced(&headers)?;
+    // The tar is read entry by entry from a file: spool it, checked.
+    let spool = state.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&spool)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let file = spool.join(format!("artifacts-{}.tar", orrery_store::new_id()));
+    let written = spool_checked(&file, body_reader(body), &options).await;
+    let result = match written {
+        Ok(()) => storage
+            .save_artifacts(&q.prefix, &file)
+            .await
+            .map_err(refused),
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&file).await;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "paths": result? }))))
+}
+
+/// Writes a body to a file, checking its digest and size.
+async fn spool_checked(
+    file: &std::path::Path,
+    mut data: impl tokio::io::AsyncRead + Unpin + Send,
+    options: &PutOptions,
+) -> ApiResult<()> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |e: std::io::Error| ApiError::BadRequest(format!("the upload failed: {e}"));
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = data.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if options.size.is_some_and(|s| size > s) {
+            return Err(ApiError::BadRequest(
+                "the upload is larger than announced".into(),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    let actual = hex::encode(hasher.finalize());
+    if options.size.is_some_and(|s| s != size) {
+        return Err(ApiError::BadRequest(format!(
+            "the upload was truncated: expected {} bytes, got {size}",
+            options.size.unwrap_or_default()
+        )));
+    }
+    if let Some(expected) = &options.sha256
+        && !expected.eq_ignore_ascii_case(&actual)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the data does not match its checksum: expected sha256 {expected}, got {actual}"
+        )));
+    }
+    Ok(())
+}
+
+async fn test_results_post(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Json(cases): Json<Vec<TestCase>>,
+) -> ApiResult<StatusCode> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    storage.test_results_save(cases).await.map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn timings_get(
+    State(state): State<Arc<AppState>>,
+    auth: RunnerAuth,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+) -> ApiResult<axum::Json<Vec<TestCase>>> {
+    let storage = held(&state, &auth, &headers, &task).await?;
+    Ok(axum::Json(storage.timings().await.map_err(refused)?))
+}
