@@ -2,7 +2,7 @@
 # The whole test suite, as README.md gives it and .ci/run calls it.
 #
 # It installs and starts what the tests need when it is missing (cargo-nextest,
-# git, openssl, curl, moto's S3 server, Docker Engine and the test images), then runs every test of the
+# git, openssl, curl, sqlite3, moto's S3 server, Docker Engine and the test images), then runs every test of the
 # workspace with nextest, the doc tests, and the licence check.
 # Run it from anywhere: it works in the repository root.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 missing=()
-for tool in git openssl curl; do
+for tool in git openssl curl sqlite3; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then

@@ -21,8 +21,13 @@ pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
 pub enum BackendError {
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// The request was refused (bad data, an unknown key).
     #[error("{0}")]
     Refused(String),
+    /// Where things are stored failed (object storage, the database): not
+    /// the task's fault, and worth trying again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A cache found for a key prefix.

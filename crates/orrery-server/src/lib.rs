@@ -12,6 +12,10 @@
 //! - VCS webhooks ([`api::hooks`]) under `/hooks/{provider}/{project_id}`,
 //!   authorized by their signatures;
 //! - live output as Server-Sent Events ([`api::live`]);
+//! - artifacts, test results, insights and storage usage
+//!   ([`api::artifacts`], [`api::testresults`], [`api::insights`],
+//!   [`api::usage`]); the retention sweeper ([`retention`]) removes what
+//!   expired;
 //! - `/healthz` and the OpenAPI document at `/api/v2/openapi.json`.
 //!
 //! Every handler returns [`error::ApiError`] on failure, which becomes
@@ -23,6 +27,7 @@ pub mod auth;
 pub mod client;
 pub mod embedded;
 pub mod error;
+pub mod retention;
 pub mod secrets;
 pub mod statuses;
 pub mod storage;
@@ -37,6 +42,7 @@ use orrery_engine::{Engine, EngineConfig};
 use orrery_store::{Role, Store};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::retention::Retention;
 use crate::secrets::{Cipher, hash_token, new_token};
 
 /// Everything the handlers share.
@@ -52,6 +58,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Caches, workspaces, artifacts (object storage).
     pub blobs: Arc<orrery_blob::Blobs>,
+    /// How long task storage is kept.
+    pub retention: Retention,
 }
 
 /// How to run a server.
@@ -78,6 +86,9 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     pub max_run_time: Duration,
     pub kill_grace: Duration,
+    /// How long artifacts, workspaces, caches, test results and step output
+    /// are kept, and how often the sweeper runs.
+    pub retention: Retention,
 }
 
 impl ServerConfig {
@@ -98,6 +109,7 @@ impl ServerConfig {
             heartbeat: Duration::from_secs(5),
             max_run_time: Duration::from_secs(5 * 3600),
             kill_grace: Duration::from_secs(10),
+            retention: Retention::default(),
         }
     }
 }
@@ -205,6 +217,7 @@ impl Server {
             orbs: Arc::clone(&config.orbs),
             shutdown: shutdown.clone(),
             blobs,
+            retention: config.retention.clone(),
         });
 
         let mut tasks = tokio::task::JoinSet::new();
@@ -222,6 +235,7 @@ impl Server {
             });
         }
         tasks.spawn(statuses::run_notifier(Arc::clone(&state), shutdown.clone()));
+        tasks.spawn(retention::run(Arc::clone(&state), shutdown.clone()));
 
         // The embedded runner: its tasks from before a restart are lost.
         if config.embedded_slots > 0 {

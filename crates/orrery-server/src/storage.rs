@@ -91,15 +91,20 @@ pub struct TaskStorage {
     scope: Arc<tokio::sync::OnceCell<TaskScope>>,
 }
 
+/// The data's fault (it did not arrive whole, or not as announced), or the
+/// storage's.
 fn backend_err(e: BlobError) -> BackendError {
     match e {
         BlobError::Input(io) => BackendError::Io(io),
-        other => BackendError::Refused(other.to_string()),
+        e @ (BlobError::Checksum { .. } | BlobError::TooLarge { .. }) => {
+            BackendError::Refused(e.to_string())
+        }
+        other => BackendError::Unavailable(other.to_string()),
     }
 }
 
 fn store_err(e: orrery_store::StoreError) -> BackendError {
-    BackendError::Refused(format!("the server's database: {e}"))
+    BackendError::Unavailable(format!("the server's database: {e}"))
 }
 
 impl TaskStorage {
@@ -242,7 +247,11 @@ impl TaskStorage {
             .collect())
     }
 
-    /// Stores the files of a collected artifacts tar (a file on this host).
+    /// Stores the files of a collected artifacts tar (a file on this host):
+    /// all of them or none. The objects are written first and the rows that
+    /// make them visible added only once the whole archive was read, so an
+    /// archive that breaks (ends inside a file, names a path outside the
+    /// artifacts) leaves no artifact and no object.
     pub async fn save_artifacts(
         &self,
         prefix: &str,
@@ -252,36 +261,73 @@ impl TaskStorage {
         let tar = tar.to_path_buf();
         let prefix = prefix.to_string();
         let reader = tokio::task::spawn_blocking(move || read_artifacts(&tar, &prefix, tx));
-        let mut stored = Vec::new();
         let s = self.scope().await?;
-        while let Some(entry) = rx.recv().await {
-            let object = format!("artifacts/{}/{}/{}", s.job_id, s.node, new_id());
-            let body = tokio_util::io::StreamReader::new(futures_util::stream::poll_fn({
-                let mut chunks = entry.chunks;
-                move |cx| chunks.poll_recv(cx)
-            }));
-            let put = self
-                .blobs
-                .put(&object, body, &PutOptions::default())
-                .await
-                .map_err(backend_err)?;
-            self.store
-                .add_artifact(&Artifact {
+        let mut written: Vec<Artifact> = Vec::new();
+        let put_all: Result<(), BackendError> = async {
+            while let Some(entry) = rx.recv().await {
+                let object = format!("artifacts/{}/{}/{}", s.job_id, s.node, new_id());
+                let body = tokio_util::io::StreamReader::new(futures_util::stream::poll_fn({
+                    let mut chunks = entry.chunks;
+                    move |cx| chunks.poll_recv(cx)
+                }));
+                let put = self
+                    .blobs
+                    .put(&object, body, &PutOptions::default())
+                    .await
+                    .map_err(backend_err)?;
+                written.push(Artifact {
                     job_id: s.job_id.clone(),
                     node_index: i64::from(s.node),
-                    path: entry.path.clone(),
+                    path: entry.path,
                     project_id: s.project_id.clone(),
                     object,
                     size: put.size as i64,
                     created_at: now_ms(),
-                })
-                .await
-                .map_err(store_err)?;
-            stored.push(entry.path);
+                });
+            }
+            Ok(())
         }
-        reader
+        .await;
+        // A failed write stops the reader; a failed read (the cause) wins.
+        drop(rx);
+        let read = reader
             .await
-            .map_err(|e| BackendError::Refused(e.to_string()))??;
+            .map_err(|e| BackendError::Unavailable(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = read.and(put_all) {
+            for a in &written {
+                let _ = self.blobs.delete(&a.object).await;
+            }
+            return Err(e);
+        }
+        let mut stored = Vec::new();
+        for (i, a) in written.iter().enumerate() {
+            // A path stored again (a retried node) replaces the earlier
+            // object, which then goes.
+            let added = async {
+                let earlier = self
+                    .store
+                    .artifact(&a.job_id, a.node_index, &a.path)
+                    .await?;
+                self.store.add_artifact(a).await?;
+                Ok::<_, orrery_store::StoreError>(earlier)
+            }
+            .await;
+            match added {
+                Ok(earlier) => {
+                    if let Some(old) = earlier.filter(|e| e.object != a.object) {
+                        let _ = self.blobs.delete(&old.object).await;
+                    }
+                }
+                Err(e) => {
+                    for rest in &written[i..] {
+                        let _ = self.blobs.delete(&rest.object).await;
+                    }
+                    return Err(store_err(e));
+                }
+            }
+            stored.push(a.path.clone());
+        }
         stored.sort();
         Ok(stored)
     }
@@ -326,17 +372,25 @@ fn read_artifacts(
             return Ok(());
         }
         let mut buf = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
         loop {
             let n = entry.read(&mut buf)?;
             if n == 0 {
                 break;
             }
+            got += n as u64;
             if chunk_tx
                 .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
                 .is_err()
             {
                 return Ok(());
             }
+        }
+        if got < entry.size() {
+            return Err(BackendError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the archive ends inside {}", path.display()),
+            )));
         }
     }
     Ok(())

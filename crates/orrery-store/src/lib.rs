@@ -258,9 +258,11 @@ fn step_row(row: &AnyRow) -> Result<Step> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskContext {
     pub job: Job,
-    /// Without its plan, and without its run state unless asked for.
+    /// Without its plan, and without its run state and version (0) unless
+    /// asked for.
     pub workflow: Workflow,
-    /// Without its configs (`config_*` and `setup_config_*` are `None`).
+    /// Without its configs and what follows them (`config_*`,
+    /// `setup_config_*` and `continuation_*` are `None`, `errors` is `[]`).
     pub pipeline: Pipeline,
     pub project: Project,
 }
@@ -1076,23 +1078,35 @@ impl Store {
             [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
         let sql = SQL[usize::from(with_run_state)].get_or_init(|| {
             // The pipeline's configs (the source and the compiled one, each
-            // as big as the config) are left out.
+            // as big as the config) are left out, and so is what is stored
+            // after them in its row (reading that would walk their overflow
+            // pages).
             let pipeline_columns = prefixed("pl", PIPELINE_COLUMNS);
             let pipeline_columns = [
                 "config_source",
                 "config_compiled",
                 "setup_config_source",
                 "setup_config_compiled",
+                "continuation_key_hash",
+                "continuation_expires_at",
             ]
             .iter()
             .fold(pipeline_columns, |cols, c| {
                 cols.replace(&format!("pl.{c} AS"), "NULL AS")
-            });
+            })
+            .replace("pl.errors AS", "'[]' AS");
+            // Nor is the workflow's version read without its run state: it
+            // is stored after the run state, which for a big workflow spans
+            // many overflow pages that reading it would walk.
             format!(
-                "SELECT {}, {}, '' AS w_plan, {} AS w_run_state, {}, {} FROM jobs j JOIN workflows w ON w.id = j.workflow_id JOIN pipelines pl ON pl.id = j.pipeline_id JOIN projects pr ON pr.id = j.project_id WHERE j.id = $1",
+                "SELECT {}, {}, '' AS w_plan, {}, {}, {} FROM jobs j JOIN workflows w ON w.id = j.workflow_id JOIN pipelines pl ON pl.id = j.pipeline_id JOIN projects pr ON pr.id = j.project_id WHERE j.id = $1",
                 prefixed("j", JOB_COLUMNS),
-                prefixed("w", &WORKFLOW_COLUMNS.replace(", plan, run_state", "")),
-                if with_run_state { "w.run_state" } else { "''" },
+                prefixed("w", &WORKFLOW_COLUMNS.replace(", plan, run_state, version", "")),
+                if with_run_state {
+                    "w.run_state AS w_run_state, w.version AS w_version"
+                } else {
+                    "'' AS w_run_state, 0 AS w_version"
+                },
                 pipeline_columns,
                 prefixed("pr", PROJECT_COLUMNS),
             )

@@ -9,7 +9,8 @@ use sqlx::AssertSqlSafe;
 
 use crate::{Millis, Result, Store, get, now_ms};
 
-/// A cache: `state` is `saving` while its first saver uploads, then `ready`.
+/// A cache: `state` is `saving` while its first saver uploads, then `ready`;
+/// `deleting` while the retention sweeper removes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheEntry {
     pub project_id: String,
@@ -530,6 +531,402 @@ impl Store {
             artifacts: sum("SELECT COALESCE(SUM(size), 0) AS n FROM artifacts WHERE project_id = $1").await?,
             output: sum("SELECT COALESCE(SUM(LENGTH(o.data)), 0) AS n FROM output o JOIN tasks t ON t.id = o.task_id JOIN jobs j ON j.id = t.job_id WHERE j.project_id = $1").await?,
         })
+    }
+}
+
+/// A workflow run as insights read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRunRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: Millis,
+    pub stopped_at: Option<Millis>,
+    pub pipeline_number: i64,
+    pub branch: Option<String>,
+}
+
+/// A build job run as insights read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRunRow {
+    pub id: String,
+    pub name: String,
+    pub number: Option<i64>,
+    pub status: String,
+    pub workflow_id: String,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub stopped_at: Option<Millis>,
+    pub branch: Option<String>,
+}
+
+/// `columns` (a comma-separated list) of table alias `alias`, keeping their names.
+fn of_alias(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Job statuses of the v1.1 `filter` values.
+pub fn job_filter_statuses(filter: &str) -> Option<&'static [&'static str]> {
+    Some(match filter {
+        "completed" => &[
+            "success",
+            "failed",
+            "canceled",
+            "infrastructure_fail",
+            "timedout",
+            "not_run",
+            "terminated-unknown",
+            "unauthorized",
+        ],
+        "successful" => &["success"],
+        "failed" => &["failed", "infrastructure_fail", "timedout"],
+        "running" => &["running"],
+        _ => return None,
+    })
+}
+
+/// Insights and retention queries.
+impl Store {
+    /// Runs of a project's workflows created since `since`, newest first;
+    /// of one workflow name and one branch when given.
+    pub async fn workflow_runs(
+        &self,
+        project_id: &str,
+        name: Option<&str>,
+        branch: Option<&str>,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<WorkflowRunRow>> {
+        let mut sql = String::from(
+            "SELECT w.id, w.name, w.status, w.created_at, w.stopped_at, p.number AS pipeline_number, p.branch FROM workflows w JOIN pipelines p ON p.id = w.pipeline_id WHERE w.project_id = $1 AND w.created_at >= $2",
+        );
+        let mut n = 2;
+        if name.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND w.name = ${n}"));
+        }
+        if branch.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND p.branch = ${n}"));
+        }
+        n += 1;
+        sql.push_str(&format!(
+            " ORDER BY w.created_at DESC, w.id DESC LIMIT ${n}"
+        ));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(project_id).bind(since);
+        if let Some(v) = name {
+            q = q.bind(v);
+        }
+        if let Some(b) = branch {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkflowRunRow {
+                    id: get(r, "id")?,
+                    name: get(r, "name")?,
+                    status: get(r, "status")?,
+                    created_at: get(r, "created_at")?,
+                    stopped_at: get(r, "stopped_at")?,
+                    pipeline_number: get(r, "pipeline_number")?,
+                    branch: get(r, "branch")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Build jobs that ran (a runner started them) in workflows named
+    /// `workflow_name` created since `since`, newest first; of one job name
+    /// and one branch when given. Jobs a rerun carried over did not run.
+    pub async fn job_runs(
+        &self,
+        project_id: &str,
+        workflow_name: &str,
+        job_name: Option<&str>,
+        branch: Option<&str>,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<JobRunRow>> {
+        let mut sql = String::from(
+            "SELECT j.id, j.name, j.number, j.status, j.workflow_id, j.created_at, j.started_at, j.stopped_at, p.branch FROM jobs j JOIN workflows w ON w.id = j.workflow_id JOIN pipelines p ON p.id = j.pipeline_id WHERE j.project_id = $1 AND w.name = $2 AND j.created_at >= $3 AND j.job_type = 'build' AND j.started_at IS NOT NULL",
+        );
+        let mut n = 3;
+        if job_name.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND j.name = ${n}"));
+        }
+        if branch.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND p.branch = ${n}"));
+        }
+        n += 1;
+        sql.push_str(&format!(
+            " ORDER BY j.created_at DESC, j.id DESC LIMIT ${n}"
+        ));
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(workflow_name)
+            .bind(since);
+        if let Some(j) = job_name {
+            q = q.bind(j);
+        }
+        if let Some(b) = branch {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobRunRow {
+                    id: get(r, "id")?,
+                    name: get(r, "name")?,
+                    number: get(r, "number")?,
+                    status: get(r, "status")?,
+                    workflow_id: get(r, "workflow_id")?,
+                    created_at: get(r, "created_at")?,
+                    started_at: get(r, "started_at")?,
+                    stopped_at: get(r, "stopped_at")?,
+                    branch: get(r, "branch")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a project has a workflow of this name (and, given, a build
+    /// job of that name in one).
+    pub async fn has_workflow_named(
+        &self,
+        project_id: &str,
+        workflow_name: &str,
+        job_name: Option<&str>,
+    ) -> Result<bool> {
+        let row = match job_name {
+            None => {
+                sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM workflows WHERE project_id = $1 AND name = $2 LIMIT 1) x")
+                    .bind(project_id)
+                    .bind(workflow_name)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Some(j) => {
+                sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.project_id = $1 AND w.name = $2 AND j.name = $3 LIMIT 1) x")
+                    .bind(project_id)
+                    .bind(workflow_name)
+                    .bind(j)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// The test cases reported by a workflow's jobs.
+    pub async fn test_results_of_workflow(&self, workflow_id: &str) -> Result<Vec<TestRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM test_cases t JOIN jobs j ON j.id = t.job_id WHERE j.workflow_id = $1 ORDER BY t.job_id, t.node_index, t.seq",
+            of_alias("t", TEST_COLUMNS)
+        )))
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(test_row).collect()
+    }
+
+    /// Failed runs (`failure`, `error`) since `since` of tests that also
+    /// passed on the same revision in a job of the same name: flaky tests'
+    /// flakes, newest first.
+    pub async fn flaky_failures(
+        &self,
+        project_id: &str,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<TestRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM test_cases t WHERE t.project_id = $1 AND t.created_at >= $2 AND t.result IN ('failure', 'error') AND EXISTS (SELECT 1 FROM test_cases s WHERE s.project_id = t.project_id AND s.job_name = t.job_name AND s.created_at >= $2 AND s.revision = t.revision AND s.classname = t.classname AND s.name = t.name AND COALESCE(s.file, '') = COALESCE(t.file, '') AND s.result = 'success') ORDER BY t.created_at DESC, t.job_id, t.node_index, t.seq LIMIT $3",
+            of_alias("t", TEST_COLUMNS)
+        )))
+        .bind(project_id)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(test_row).collect()
+    }
+
+    /// The number of a project's latest build job, of a branch and with one
+    /// of `statuses` when given.
+    pub async fn latest_job_number(
+        &self,
+        project_id: &str,
+        branch: Option<&str>,
+        statuses: Option<&[&str]>,
+    ) -> Result<Option<i64>> {
+        let mut sql = String::from(
+            "SELECT j.number AS number FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE j.project_id = $1 AND j.job_type = 'build' AND j.number IS NOT NULL",
+        );
+        let mut n = 1;
+        if branch.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND p.branch = ${n}"));
+        }
+        if let Some(list) = statuses {
+            let marks: Vec<String> = list
+                .iter()
+                .map(|_| {
+                    n += 1;
+                    format!("${n}")
+                })
+                .collect();
+            sql.push_str(&format!(" AND j.status IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY j.number DESC LIMIT 1");
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(project_id);
+        if let Some(b) = branch {
+            q = q.bind(b);
+        }
+        for s in statuses.unwrap_or_default() {
+            q = q.bind(*s);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
+        row.map(|r| get(&r, "number")).transpose()
+    }
+
+    // ---- retention ----
+
+    /// Cache claims (`saving`) made before `before` whose saver never
+    /// finished.
+    pub async fn stale_cache_claims(&self, before: Millis, limit: i64) -> Result<Vec<CacheEntry>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CACHE_COLUMNS} FROM caches WHERE state = 'saving' AND created_at < $1 ORDER BY created_at LIMIT $2"
+        )))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(cache_row).collect()
+    }
+
+    /// Deletes a claim if it still is the stale one for `object`.
+    pub async fn delete_cache_claim(
+        &self,
+        project_id: &str,
+        key: &str,
+        object: &str,
+        before: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM caches WHERE project_id = $1 AND key = $2 AND object = $3 AND state = 'saving' AND created_at < $4")
+            .bind(project_id)
+            .bind(key)
+            .bind(object)
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks a ready cache `deleting` if it still is `object` and unused
+    /// since `before`: lookups and saves no longer see it.
+    pub async fn mark_cache_deleting(
+        &self,
+        project_id: &str,
+        key: &str,
+        object: &str,
+        before: Millis,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE caches SET state = 'deleting' WHERE project_id = $1 AND key = $2 AND object = $3 AND state = 'ready' AND last_used_at < $4")
+            .bind(project_id)
+            .bind(key)
+            .bind(object)
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Caches marked `deleting` whose deletion has not finished.
+    pub async fn deleting_caches(&self, limit: i64) -> Result<Vec<CacheEntry>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CACHE_COLUMNS} FROM caches WHERE state = 'deleting' ORDER BY last_used_at LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(cache_row).collect()
+    }
+
+    /// Deletes the row of a cache marked `deleting`.
+    pub async fn delete_cache_row(
+        &self,
+        project_id: &str,
+        key: &str,
+        object: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM caches WHERE project_id = $1 AND key = $2 AND object = $3 AND state = 'deleting'")
+            .bind(project_id)
+            .bind(key)
+            .bind(object)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes an artifact's row if it still names `object`.
+    pub async fn delete_artifact_object(&self, a: &Artifact) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM artifacts WHERE job_id = $1 AND node_index = $2 AND path = $3 AND object = $4")
+            .bind(&a.job_id)
+            .bind(a.node_index)
+            .bind(&a.path)
+            .bind(&a.object)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether a workspace is (again) in use: a workflow of it is running or
+    /// ended at or after `before`, or a layer was added since.
+    pub async fn workspace_in_use(&self, workspace_id: &str, before: Millis) -> Result<bool> {
+        let row = sqlx::query("SELECT (SELECT COUNT(*) FROM workflows WHERE workspace_id = $1 AND (stopped_at IS NULL OR stopped_at >= $2)) + (SELECT COUNT(*) FROM workspace_layers WHERE workspace_id = $1 AND created_at >= $2) AS n")
+            .bind(workspace_id)
+            .bind(before)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// Tasks that finished before `before` and still have step output.
+    pub async fn tasks_with_output_before(
+        &self,
+        before: Millis,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT t.id AS id FROM tasks t WHERE t.finished_at IS NOT NULL AND t.finished_at < $1 AND EXISTS (SELECT 1 FROM output o WHERE o.task_id = t.id) ORDER BY t.finished_at LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
+    /// Deletes a task's step output; the bytes deleted.
+    pub async fn delete_output(&self, task_id: &str) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) AS n FROM output WHERE task_id = $1",
+        )
+        .bind(task_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let bytes: i64 = get(&row, "n")?;
+        sqlx::query("DELETE FROM output WHERE task_id = $1")
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(bytes)
     }
 }
 

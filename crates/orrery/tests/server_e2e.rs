@@ -6,6 +6,7 @@
 //! Needs git, curl, openssl, and for the Docker test a Docker Engine with
 //! `orrery-test/busybox:1` (`scripts/test-images.sh`).
 
+#[macro_use]
 mod e2e_support;
 
 use std::path::Path;
@@ -83,11 +84,11 @@ const KNOWN_BYTES_SCRIPT: &str = r#"printf 'out one\nout two\n'
 const KNOWN_BYTES: &[u8] =
     b"out one\nout two\nerr one\nout three \xff end\nerr two\n\tlast line, no newline";
 
-#[test]
-fn webhook_runner_approval_output_and_rerun_from_failed() {
+fn webhook_runner_approval_output_and_rerun_from_failed(storage: Storage) {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let server = Server::start(root, &[]);
+    let blobs = BlobStore::new(storage, root);
+    let server = Server::start(root, &[], &blobs);
     let (repo, slug) = project(&server, root, "app");
     let token = server.runner_token();
 
@@ -302,13 +303,14 @@ workflows:
     // The pipeline lists both runs of the workflow.
     let workflows = server.workflows(&pipeline_id, 3);
     assert_eq!(workflows.len(), 3);
+    blobs.check_at_end();
 }
 
-#[test]
-fn invalid_config_pushed_gives_an_errored_pipeline_with_the_compiler_messages() {
+fn invalid_config_pushed_gives_an_errored_pipeline_with_the_compiler_messages(storage: Storage) {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let server = Server::start(root, &[]);
+    let blobs = BlobStore::new(storage, root);
+    let server = Server::start(root, &[], &blobs);
     let (repo, slug) = project(&server, root, "broken");
     let config = "version: 2.1
 jobs:
@@ -413,15 +415,16 @@ workflows:
         p["id"].as_str().unwrap()
     ));
     assert_eq!(workflows["items"], json!([]));
+    blobs.check_at_end();
 }
 
-#[test]
-fn server_killed_during_twenty_jobs_restarts_and_loses_nothing() {
+fn server_killed_during_twenty_jobs_restarts_and_loses_nothing(storage: Storage) {
     const JOBS: usize = 20;
     const LINES: usize = 50;
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let mut server = Server::start(root, &[]);
+    let blobs = BlobStore::new(storage, root);
+    let mut server = Server::start(root, &[], &blobs);
     let (repo, slug) = project(&server, root, "many");
     let token = server.runner_token();
     let _runner = server.runner(
@@ -568,13 +571,14 @@ fn server_killed_during_twenty_jobs_restarts_and_loses_nothing() {
             "the output of {name}"
         );
     }
+    blobs.check_at_end();
 }
 
-#[test]
-fn runner_killed_mid_job_is_an_infrastructure_failure_retried_on_a_new_runner() {
+fn runner_killed_mid_job_is_an_infrastructure_failure_retried_on_a_new_runner(storage: Storage) {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let server = Server::start(root, &["--lease-secs", "10"]);
+    let blobs = BlobStore::new(storage, root);
+    let server = Server::start(root, &["--lease-secs", "10"], &blobs);
     let (repo, slug) = project(&server, root, "docker");
     let token = server.runner_token();
     let work = root.join("runner");
@@ -702,4 +706,12 @@ workflows:
     wait_for("no container left", Duration::from_secs(10), || {
         containers_with_label(&label).is_empty().then_some(())
     });
+    blobs.check_at_end();
 }
+
+on_both_storages!(
+    webhook_runner_approval_output_and_rerun_from_failed,
+    invalid_config_pushed_gives_an_errored_pipeline_with_the_compiler_messages,
+    server_killed_during_twenty_jobs_restarts_and_loses_nothing,
+    runner_killed_mid_job_is_an_infrastructure_failure_retried_on_a_new_runner,
+);

@@ -1,11 +1,15 @@
 //! The HTTP routes and what they share: JSON in and out with CircleCI's
 //! error shape, project slugs, timestamps and page tokens.
 
+pub mod artifacts;
 pub mod hooks;
+pub mod insights;
 pub mod live;
 pub mod openapi;
 pub mod runner;
 pub mod storage;
+pub mod testresults;
+pub mod usage;
 pub mod v1;
 pub mod v2;
 
@@ -34,6 +38,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(v1::routes())
         .merge(runner::routes())
         .merge(storage::routes())
+        .merge(artifacts::routes())
+        .merge(testresults::routes())
+        .merge(insights::routes())
+        .merge(usage::routes())
         .merge(hooks::routes())
         .merge(live::routes())
         .merge(openapi::routes())

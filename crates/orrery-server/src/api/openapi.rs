@@ -28,7 +28,13 @@ pub enum Access {
     Public,
 }
 
-/// Every endpoint: method, path, access, summary.
+/// A route as OpenAPI writes it: a wildcard `{*path}` is the parameter
+/// `{path}` (which may hold `/`).
+pub fn openapi_path(route: &str) -> String {
+    route.replace("{*", "{")
+}
+
+/// Every endpoint: method, path (as routed), access, summary.
 pub const ENDPOINTS: &[(&str, &str, Access, &str)] = &[
     ("get", "/healthz", Access::Public, "Health check"),
     (
@@ -103,6 +109,30 @@ pub const ENDPOINTS: &[(&str, &str, Access, &str)] = &[
         "/api/v2/project/{vcs}/{org}/{repo}/job/{number}/output/stream",
         Access::Token,
         "A job's output, live, as Server-Sent Events (Orrery)",
+    ),
+    (
+        "get",
+        "/api/v2/project/{vcs}/{org}/{repo}/{number}/artifacts",
+        Access::Token,
+        "A job's artifacts {items: [{path, node_index, url}]}",
+    ),
+    (
+        "get",
+        "/api/v2/project/{vcs}/{org}/{repo}/{number}/artifacts/{node}/{*path}",
+        Access::Token,
+        "Download an artifact (Orrery); may redirect to a signed URL",
+    ),
+    (
+        "get",
+        "/api/v2/project/{vcs}/{org}/{repo}/{number}/tests",
+        Access::Token,
+        "A job's test results {items: [{message, source, run_time, file, result, name, classname}]}",
+    ),
+    (
+        "get",
+        "/api/v2/project/{vcs}/{org}/{repo}/storage",
+        Access::Token,
+        "Bytes stored per kind and retention (Orrery)",
     ),
     (
         "get",
@@ -186,6 +216,42 @@ pub const ENDPOINTS: &[(&str, &str, Access, &str)] = &[
     ),
     (
         "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/flaky-tests",
+        Access::Token,
+        "Tests that failed and passed on the same revision in the last 14 days",
+    ),
+    (
+        "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/workflows",
+        Access::Token,
+        "Summary metrics per workflow (?branch=&all-branches=&reporting-window=)",
+    ),
+    (
+        "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/workflows/{workflow_name}",
+        Access::Token,
+        "Recent runs of a workflow (?branch=&all-branches=&start-date=&end-date=)",
+    ),
+    (
+        "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/workflows/{workflow_name}/jobs",
+        Access::Token,
+        "Summary metrics per job of a workflow",
+    ),
+    (
+        "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/workflows/{workflow_name}/jobs/{job_name}",
+        Access::Token,
+        "Recent runs of a job",
+    ),
+    (
+        "get",
+        "/api/v2/insights/{vcs}/{org}/{repo}/workflows/{workflow_name}/test-metrics",
+        Access::Token,
+        "Most failed and slowest tests of a workflow's 10 latest runs",
+    ),
+    (
+        "get",
         "/api/v1.1/recent-builds",
         Access::Token,
         "Recent jobs of all projects",
@@ -201,6 +267,24 @@ pub const ENDPOINTS: &[(&str, &str, Access, &str)] = &[
         "/api/v1.1/project/{vcs}/{org}/{repo}/{number}",
         Access::Token,
         "Job details with steps and actions",
+    ),
+    (
+        "get",
+        "/api/v1.1/project/{vcs}/{org}/{repo}/{number}/artifacts",
+        Access::Token,
+        "A job's artifacts [{path, pretty_path, node_index, url}]",
+    ),
+    (
+        "get",
+        "/api/v1.1/project/{vcs}/{org}/{repo}/latest/artifacts",
+        Access::Token,
+        "The artifacts of the latest job (?branch=&filter=completed|successful|failed|running)",
+    ),
+    (
+        "get",
+        "/api/v1.1/project/{vcs}/{org}/{repo}/{number}/tests",
+        Access::Token,
+        "A job's test results {tests, exceptions}",
     ),
     (
         "get",
@@ -327,7 +411,8 @@ pub const ENDPOINTS: &[(&str, &str, Access, &str)] = &[
 
 pub fn document_value() -> Value {
     let mut paths = Map::new();
-    for (method, path, access, summary) in ENDPOINTS {
+    for (method, route, access, summary) in ENDPOINTS {
+        let path = &openapi_path(route);
         let security = match access {
             Access::Token => {
                 json!([{"api_key_header": []}, {"api_key_query": []}, {"basic_auth": []}])

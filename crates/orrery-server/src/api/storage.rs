@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -38,6 +38,12 @@ pub const SIZE_HEADER: &str = "x-orrery-size";
 /// How long a signed download URL is valid.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
 
+/// The largest test results upload (JSON, held in memory while it is
+/// stored): failure messages of up to 64 KiB each quickly pass the API's
+/// general limit (600 failing tests with long stack traces do); 64 MiB holds
+/// a thousand such failures.
+pub const MAX_TEST_RESULTS: usize = 64 * 1024 * 1024;
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/runner/v1/tasks/{id}/caches", get(cache_find))
@@ -57,15 +63,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runner/v1/tasks/{id}/artifacts", put(artifacts_put))
         .route(
             "/runner/v1/tasks/{id}/test-results",
-            post(test_results_post),
+            post(test_results_post).layer(DefaultBodyLimit::max(MAX_TEST_RESULTS)),
         )
         .route("/runner/v1/tasks/{id}/timings", get(timings_get))
 }
 
+/// A storage failure as an answer: what the runner sent is a 400 with the
+/// reason; the server's own storage failing is a 500 (logged, its details
+/// kept from job output), which the runner retries.
 fn refused(e: BackendError) -> ApiError {
     match e {
         BackendError::Io(io) => ApiError::BadRequest(format!("the upload failed: {io}")),
         BackendError::Refused(m) => ApiError::BadRequest(m),
+        BackendError::Unavailable(m) => ApiError::Internal(format!("task storage: {m}")),
     }
 }
 
@@ -123,11 +133,60 @@ fn announced(headers: &HeaderMap) -> ApiResult<PutOptions> {
     })
 }
 
-fn body_reader(body: Body) -> impl tokio::io::AsyncRead + Unpin + Send {
-    tokio_util::io::StreamReader::new(
-        body.into_data_stream()
-            .map_err(|e| std::io::Error::other(format!("the request body: {e}"))),
-    )
+/// The request body as a reader that holds it to the announced size: it
+/// fails as soon as the body runs past it, and at an end before it, so a
+/// short or cut-off upload is refused as such (not as a checksum mismatch).
+fn body_reader(body: Body, options: &PutOptions) -> impl tokio::io::AsyncRead + Unpin + Send {
+    Announced {
+        inner: tokio_util::io::StreamReader::new(
+            body.into_data_stream()
+                .map_err(|e| std::io::Error::other(format!("the request body: {e}"))),
+        ),
+        expected: options.size,
+        read: 0,
+    }
+}
+
+struct Announced<R> {
+    inner: R,
+    expected: Option<u64>,
+    read: u64,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Announced<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let n = (buf.filled().len() - before) as u64;
+        self.read += n;
+        let Some(expected) = self.expected else {
+            return Poll::Ready(Ok(()));
+        };
+        if self.read > expected {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the body is longer than the {expected} bytes announced"),
+            )));
+        }
+        if n == 0 && self.read < expected {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the body ended after {} of the {expected} bytes announced",
+                    self.read
+                ),
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// An object as a response: a redirect to a signed URL where the store
@@ -219,7 +278,7 @@ async fn cache_put(
     check_key(&q.key)?;
     let options = announced(&headers)?;
     let saved = storage
-        .save_cache(&q.key, body_reader(body), &options)
+        .save_cache(&q.key, body_reader(body, &options), &options)
         .await
         .map_err(refused)?;
     let status = if saved {
@@ -275,7 +334,7 @@ async fn workspace_put(
     let storage = held(&state, &auth, &headers, &task).await?;
     let options = announced(&headers)?;
     storage
-        .save_workspace(body_reader(body), &options)
+        .save_workspace(body_reader(body, &options), &options)
         .await
         .map_err(refused)?;
     Ok(StatusCode::CREATED)
@@ -302,7 +361,7 @@ async fn artifacts_put(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let file = spool.join(format!("artifacts-{}.tar", orrery_store::new_id()));
-    let written = spool_checked(&file, body_reader(body), &options).await;
+    let written = spool_checked(&file, body_reader(body, &options), &options).await;
     let result = match written {
         Ok(()) => storage
             .save_artifacts(&q.prefix, &file)
@@ -314,7 +373,8 @@ async fn artifacts_put(
     Ok((StatusCode::CREATED, axum::Json(json!({ "paths": result? }))))
 }
 
-/// Writes a body to a file, checking its digest and size.
+/// Writes a body to a file, checking its digest (`data` is a
+/// [`body_reader`], which checks the size).
 async fn spool_checked(
     file: &std::path::Path,
     mut data: impl tokio::io::AsyncRead + Unpin + Send,
@@ -327,30 +387,17 @@ async fn spool_checked(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut hasher = sha2::Sha256::new();
-    let mut size = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = data.read(&mut buf).await.map_err(io)?;
         if n == 0 {
             break;
         }
-        size += n as u64;
-        if options.size.is_some_and(|s| size > s) {
-            return Err(ApiError::BadRequest(
-                "the upload is larger than announced".into(),
-            ));
-        }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).await.map_err(io)?;
     }
     out.flush().await.map_err(io)?;
     let actual = hex::encode(hasher.finalize());
-    if options.size.is_some_and(|s| s != size) {
-        return Err(ApiError::BadRequest(format!(
-            "the upload was truncated: expected {} bytes, got {size}",
-            options.size.unwrap_or_default()
-        )));
-    }
     if let Some(expected) = &options.sha256
         && !expected.eq_ignore_ascii_case(&actual)
     {

@@ -42,10 +42,33 @@ pub struct ServerArgs {
     /// How long a runner may go without a heartbeat before its task is lost
     #[arg(long, env = "ORRERY_LEASE_SECS", default_value_t = 20)]
     lease_secs: u64,
+    /// Days artifacts are kept (`forever`: never deleted)
+    #[arg(long, env = "ORRERY_RETAIN_ARTIFACTS_DAYS", value_parser = retain_days, value_name = "DAYS")]
+    retain_artifacts_days: Option<RetainDays>,
+    /// Days a workspace is kept after its workflows last ran
+    #[arg(long, env = "ORRERY_RETAIN_WORKSPACES_DAYS", value_parser = retain_days, value_name = "DAYS")]
+    retain_workspaces_days: Option<RetainDays>,
+    /// Days a cache is kept after it was last saved or restored
+    #[arg(long, env = "ORRERY_RETAIN_CACHES_DAYS", value_parser = retain_days, value_name = "DAYS")]
+    retain_caches_days: Option<RetainDays>,
+    /// Days test results are kept (insights, test splitting timings)
+    #[arg(long, env = "ORRERY_RETAIN_TEST_RESULTS_DAYS", value_parser = retain_days, value_name = "DAYS")]
+    retain_test_results_days: Option<RetainDays>,
+    /// Days step output is kept after its job ended; default: forever
+    #[arg(long, env = "ORRERY_RETAIN_OUTPUT_DAYS", value_parser = retain_days, value_name = "DAYS")]
+    retain_output_days: Option<RetainDays>,
     /// A config file (`key = value` lines with the flag names; flags and
     /// ORRERY_* variables win)
     #[arg(long, env = "ORRERY_CONFIG")]
     config: Option<PathBuf>,
+}
+
+/// A retention setting: a number of days, or `forever` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RetainDays(Option<Duration>);
+
+fn retain_days(s: &str) -> Result<RetainDays, String> {
+    orrery_server::retention::parse_days(s).map(RetainDays)
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +177,31 @@ fn apply_config_file(args: &mut ServerArgs) -> anyhow::Result<()> {
             "orb-dir" | "orb_dir" => {
                 args.orb_dir.get_or_insert_with(|| PathBuf::from(value));
             }
+            "retain-artifacts-days" | "retain_artifacts_days" => {
+                if args.retain_artifacts_days.is_none() {
+                    args.retain_artifacts_days = Some(retain_days(value).map_err(|e| bad(&e))?);
+                }
+            }
+            "retain-workspaces-days" | "retain_workspaces_days" => {
+                if args.retain_workspaces_days.is_none() {
+                    args.retain_workspaces_days = Some(retain_days(value).map_err(|e| bad(&e))?);
+                }
+            }
+            "retain-caches-days" | "retain_caches_days" => {
+                if args.retain_caches_days.is_none() {
+                    args.retain_caches_days = Some(retain_days(value).map_err(|e| bad(&e))?);
+                }
+            }
+            "retain-test-results-days" | "retain_test_results_days" => {
+                if args.retain_test_results_days.is_none() {
+                    args.retain_test_results_days = Some(retain_days(value).map_err(|e| bad(&e))?);
+                }
+            }
+            "retain-output-days" | "retain_output_days" => {
+                if args.retain_output_days.is_none() {
+                    args.retain_output_days = Some(retain_days(value).map_err(|e| bad(&e))?);
+                }
+            }
             // `listen` and `lease-secs` have defaults, so the file only
             // applies when neither the flag nor the variable was given.
             "listen" => {
@@ -194,6 +242,18 @@ pub fn server(mut args: ServerArgs) -> anyhow::Result<ExitCode> {
     config.blob_url = args.blob_url.clone();
     if let Some(n) = args.runner_slots {
         config.embedded_slots = n;
+    }
+    let retention = &mut config.retention;
+    for (setting, value) in [
+        (&mut retention.artifacts, args.retain_artifacts_days),
+        (&mut retention.workspaces, args.retain_workspaces_days),
+        (&mut retention.caches, args.retain_caches_days),
+        (&mut retention.test_results, args.retain_test_results_days),
+        (&mut retention.output, args.retain_output_days),
+    ] {
+        if let Some(RetainDays(days)) = value {
+            *setting = days;
+        }
     }
     config.admin_token = std::env::var("ORRERY_ADMIN_TOKEN").ok();
     config.lease = Duration::from_secs(args.lease_secs);

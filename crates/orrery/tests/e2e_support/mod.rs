@@ -62,6 +62,13 @@ impl Proc {
         let out = File::options().create(true).append(true).open(log).unwrap();
         let err = out.try_clone().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orrery"));
+        // Object storage credentials reach only the processes given them
+        // (the server); runners never hold any.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
         cmd.args(args)
             .env_remove("ORRERY_URL")
             .env_remove("ORRERY_DATA_DIR")
@@ -120,10 +127,33 @@ impl Drop for Proc {
 /// An HTTP answer.
 pub struct Resp {
     pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `message` of a `{"message": ...}` answer.
+    pub fn message(&self) -> String {
+        let v = self.json();
+        assert_eq!(
+            v.as_object().map(|o| o.len()),
+            Some(1),
+            "an answer of the form {{\"message\": ...}}: {v}"
+        );
+        v["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {v}"))
+            .to_string()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -142,6 +172,21 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<Resp> {
+    let body = body.unwrap_or_default();
+    let length = (!body.is_empty() || matches!(method, "POST" | "PUT")).then_some(body.len());
+    let mut s = send_head(port, method, path, headers, length)?;
+    s.write_all(body)?;
+    read_response(s)
+}
+
+/// Connects and sends a request's head, with `Content-Length: length`.
+pub fn send_head(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    length: Option<usize>,
+) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(5),
@@ -152,13 +197,16 @@ pub fn http(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    let body = body.unwrap_or_default();
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if let Some(n) = length {
+        req.push_str(&format!("Content-Length: {n}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
+    Ok(s)
+}
+
+/// Reads a whole response (the server closes the connection after it).
+pub fn read_response(mut s: TcpStream) -> std::io::Result<Resp> {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw
@@ -172,6 +220,12 @@ pub fn http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
@@ -196,7 +250,30 @@ pub fn http(
         }
         rest = out;
     }
-    Ok(Resp { status, body: rest })
+    Ok(Resp {
+        status,
+        headers,
+        body: rest,
+    })
+}
+
+/// A GET of an absolute `http://127.0.0.1:<port>/...` URL (a signed URL of
+/// the object store), without credentials.
+pub fn get_url(url: &str) -> Resp {
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a loopback URL: {url}"));
+    let (port, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    http(port.parse().unwrap(), "GET", path, &[], None).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Follows a redirect (to a signed URL of the object store) once.
+pub fn follow(r: Resp) -> Resp {
+    if r.status == 307 {
+        get_url(r.header("location").expect("a redirect has a Location"))
+    } else {
+        r
+    }
 }
 
 /// A running `orrery server` and how to talk to it.
@@ -205,12 +282,13 @@ pub struct Server {
     pub port: u16,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
-    /// Starts `orrery server` with no embedded runner on a free port and
-    /// waits until `/healthz` answers.
-    pub fn start(root: &Path, extra: &[&str]) -> Server {
+    /// Starts `orrery server` with no embedded runner on a free port, its
+    /// task storage on `blobs`, and waits until `/healthz` answers.
+    pub fn start(root: &Path, extra: &[&str], blobs: &BlobStore) -> Server {
         let data_dir = root.join("server-data");
         let port = free_port();
         let mut args: Vec<String> = vec![
@@ -225,25 +303,26 @@ impl Server {
             root.join("orbs").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Self::spawn(root, &args);
+        args.extend(blobs.server_args());
+        let env = blobs.server_env();
+        let proc = Self::spawn(root, &args, &env);
         let mut server = Server {
             proc,
             port,
             data_dir,
             args,
+            env,
         };
         server.wait_healthy();
         server
     }
 
-    fn spawn(root: &Path, args: &[String]) -> Proc {
+    fn spawn(root: &Path, args: &[String], env: &[(String, String)]) -> Proc {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Proc::orrery(
-            "orrery server",
-            &args,
-            &[("ORRERY_ADMIN_TOKEN", ADMIN_TOKEN)],
-            &root.join("server.log"),
-        )
+        let mut env: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.push(("ORRERY_ADMIN_TOKEN", ADMIN_TOKEN));
+        Proc::orrery("orrery server", &args, &env, &root.join("server.log"))
     }
 
     /// Waits until `/healthz` answers 200; returns how long that took.
@@ -268,7 +347,7 @@ impl Server {
     /// Starts the server again with the same arguments (data dir, port).
     pub fn restart(&mut self) -> Duration {
         let root = self.data_dir.parent().unwrap().to_path_buf();
-        self.proc = Self::spawn(&root, &self.args);
+        self.proc = Self::spawn(&root, &self.args, &self.env);
         self.wait_healthy()
     }
 
@@ -312,11 +391,47 @@ impl Server {
 
     /// A new runner token for `orrery/default`.
     pub fn runner_token(&self) -> String {
+        self.runner_token_for("orrery/default")
+    }
+
+    /// Creates the runner resource class `class` (`namespace/name`).
+    pub fn resource_class(&self, class: &str) {
+        let v = self.post(
+            "/api/v3/runner/resource",
+            &json!({"resource_class": class, "desc": "e2e"}),
+        );
+        assert_eq!(v["resource_class"], class);
+    }
+
+    /// A new runner token for `class`.
+    pub fn runner_token_for(&self, class: &str) -> String {
         let v = self.post(
             "/api/v3/runner/token",
-            &json!({"resource_class": "orrery/default", "nickname": "e2e"}),
+            &json!({"resource_class": class, "nickname": "e2e"}),
         );
+        assert_eq!(v["resource_class"], class);
         v["token"].as_str().unwrap().to_string()
+    }
+
+    /// The server's database, queried read-only by the `sqlite3` shell: the
+    /// rows as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<Value> {
+        let out = Command::new("sqlite3")
+            .arg("-readonly")
+            .arg("-json")
+            .arg(self.data_dir.join("orrery.db"))
+            .arg(query)
+            .output()
+            .expect("sqlite3 must be installed (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "sqlite3 {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Vec::new();
+        }
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
     }
 
     /// Starts `orrery runner` against this server.
@@ -384,13 +499,24 @@ impl Server {
 
     /// A job's output of one step, raw.
     pub fn output(&self, slug: &str, number: i64, step: i64) -> Vec<u8> {
+        self.node_output(slug, number, step, 0)
+    }
+
+    /// The output of one step of one parallel node, raw.
+    pub fn node_output(&self, slug: &str, number: i64, step: i64, node: i64) -> Vec<u8> {
         let r = self.request(
             "GET",
-            &format!("/api/v2/project/{slug}/job/{number}/output?step={step}"),
+            &format!("/api/v2/project/{slug}/job/{number}/output?step={step}&node={node}"),
             None,
         );
         assert_eq!(r.status, 200, "output: {}", r.text());
         r.body
+    }
+
+    /// The output of a job's step named `name`, as text.
+    pub fn step_output(&self, slug: &str, number: i64, name: &str) -> String {
+        let step = self.step_index(slug, number, name);
+        String::from_utf8_lossy(&self.output(slug, number, step)).into_owned()
     }
 
     /// The index of a job's step named `name` (v1.1 job details).
@@ -578,4 +704,248 @@ impl History {
             .map(|(_, v)| v.iter().map(String::as_str).collect())
             .unwrap_or_default()
     }
+}
+
+/// Where the server under test keeps task storage (caches, workspaces,
+/// artifacts): every scenario runs on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// The default: `blobs` in the server's data directory.
+    Local,
+    /// A bucket on a real S3-compatible server (moto), `--blob-url s3://...`
+    /// with the `AWS_*` variables in the server's environment only.
+    S3,
+}
+
+pub const BUCKET: &str = "orrery-e2e";
+pub const BLOB_PREFIX: &str = "ci/blobs";
+
+/// Runs a future to its end on a small runtime of its own.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Every regular file under `dir` (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The task storage of one test's server, and ways to look into it that do
+/// not go through the server.
+pub struct BlobStore {
+    pub kind: Storage,
+    /// The server's data directory (where local blobs go).
+    data_dir: PathBuf,
+    s3: Option<orrery_blob::testing::S3Server>,
+}
+
+impl BlobStore {
+    /// For a server started with `root` (its data directory is
+    /// `root/server-data`). On S3, starts moto and creates the bucket.
+    pub fn new(kind: Storage, root: &Path) -> BlobStore {
+        let s3 = (kind == Storage::S3).then(|| {
+            let s3 = orrery_blob::testing::S3Server::start();
+            s3.create_bucket(BUCKET);
+            s3
+        });
+        BlobStore {
+            kind,
+            data_dir: root.join("server-data"),
+            s3,
+        }
+    }
+
+    fn s3(&self) -> &orrery_blob::testing::S3Server {
+        self.s3.as_ref().expect("an S3 store")
+    }
+
+    fn local_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
+    pub fn server_args(&self) -> Vec<String> {
+        match self.kind {
+            Storage::Local => Vec::new(),
+            Storage::S3 => vec!["--blob-url".into(), format!("s3://{BUCKET}/{BLOB_PREFIX}")],
+        }
+    }
+
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        match self.kind {
+            Storage::Local => Vec::new(),
+            Storage::S3 => self
+                .s3()
+                .options()
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_uppercase(), v))
+                .collect(),
+        }
+    }
+
+    /// The same objects the server sees, opened by the test.
+    pub fn blobs(&self) -> orrery_blob::Blobs {
+        match self.kind {
+            Storage::Local => {
+                orrery_blob::Blobs::open(&self.local_dir().display().to_string(), &[])
+            }
+            Storage::S3 => orrery_blob::Blobs::open(
+                &format!("s3://{BUCKET}/{BLOB_PREFIX}"),
+                &self.s3().options(),
+            ),
+        }
+        .unwrap()
+    }
+
+    /// The objects under `prefix` (`caches`, `workspaces`, `artifacts`).
+    pub fn list(&self, prefix: &str) -> Vec<orrery_blob::Listed> {
+        let blobs = self.blobs();
+        block_on(blobs.list(prefix)).unwrap()
+    }
+
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        let blobs = self.blobs();
+        block_on(async {
+            use tokio::io::AsyncReadExt;
+            let (mut reader, _) = blobs.get(key).await.unwrap();
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).await.unwrap();
+            out
+        })
+    }
+
+    fn curl(&self, method: &str, path: &str) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                method,
+                &format!("{}{path}", self.s3().endpoint),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "curl {method} {path}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The keys in the bucket, listed by moto itself (S3 only).
+    pub fn bucket_keys(&self) -> Vec<String> {
+        let xml = self.curl("GET", &format!("/{BUCKET}?list-type=2&max-keys=1000"));
+        assert!(!xml.contains("<IsTruncated>true"), "{xml}");
+        xml.split("<Key>")
+            .skip(1)
+            .map(|k| k.split("</Key>").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// Uploads begun and neither finished nor aborted: multipart uploads in
+    /// the bucket, or staging files (`name#n`) in the directory.
+    pub fn pending_uploads(&self) -> Vec<String> {
+        match self.kind {
+            Storage::Local => files_under(&self.local_dir())
+                .into_iter()
+                .filter(|p| p.file_name().unwrap().to_string_lossy().contains('#'))
+                .map(|p| p.display().to_string())
+                .collect(),
+            Storage::S3 => self
+                .curl("GET", &format!("/{BUCKET}?uploads"))
+                .split("<Upload>")
+                .skip(1)
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// What holds for every scenario at its end: no upload left half done,
+    /// and on S3 nothing written in the server's data directory instead.
+    pub fn check_at_end(&self) {
+        assert_eq!(self.pending_uploads(), Vec::<String>::new());
+        if self.kind == Storage::S3 {
+            assert_eq!(
+                files_under(&self.local_dir()),
+                Vec::<PathBuf>::new(),
+                "on S3, nothing is stored in the data directory"
+            );
+        }
+    }
+
+    /// Makes every write fail: the bucket disappears (moto's reset), or the
+    /// directory is replaced by a file.
+    pub fn break_writes(&self) {
+        match self.kind {
+            Storage::Local => {
+                std::fs::remove_dir_all(self.local_dir()).unwrap();
+                std::fs::write(self.local_dir(), b"not a directory").unwrap();
+            }
+            Storage::S3 => {
+                let answer = self.curl("POST", "/moto-api/reset");
+                assert!(answer.contains("ok"), "{answer}");
+            }
+        }
+    }
+
+    /// Undoes [`BlobStore::break_writes`] (with an empty store).
+    pub fn repair(&self) {
+        match self.kind {
+            Storage::Local => {
+                std::fs::remove_file(self.local_dir()).unwrap();
+                std::fs::create_dir(self.local_dir()).unwrap();
+            }
+            Storage::S3 => self.s3().create_bucket(BUCKET),
+        }
+    }
+}
+
+/// Generates one `#[test]` per storage for each scenario `fn name(Storage)`:
+/// `name::local` and `name::s3` (`#[macro_use] mod e2e_support;`).
+macro_rules! on_both_storages {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn local() {
+                super::$name($crate::e2e_support::Storage::Local)
+            }
+            #[test]
+            fn s3() {
+                super::$name($crate::e2e_support::Storage::S3)
+            }
+        }
+    )*};
+}
+
+/// Bytes that do not compress, the same for a given seed (xorshift).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }
