@@ -31,6 +31,7 @@ pub mod retention;
 pub mod secrets;
 pub mod statuses;
 pub mod storage;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -14,6 +14,7 @@
 //! it read (optimistic locking), so concurrent task completions never lose an
 //! update.
 
+mod accounts;
 pub mod model;
 mod schema;
 pub mod storage;
@@ -858,6 +859,25 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| workflow_row(&r)).transpose()
+    }
+
+    /// The workflows of some pipelines, without their plans and run states
+    /// (what lists show), oldest first.
+    pub async fn workflow_summaries(&self, pipeline_ids: &[String]) -> Result<Vec<Workflow>> {
+        if pipeline_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=pipeline_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, pipeline_id, project_id, name, status, tag, created_at, stopped_at, started_by, canceled_by, workspace_id, rerun_of, '' AS plan, '' AS run_state, version FROM workflows WHERE pipeline_id IN ({}) ORDER BY created_at, id",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in pipeline_ids {
+            q = q.bind(id);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(workflow_row).collect()
     }
 
     /// A workflow's plan.

@@ -234,4 +234,6 @@ DROP INDEX tasks_queued
     // The index of what is in object storage (numbered apart from the
     // engine's migrations; applied by number, in any order).
     (10, crate::storage::MIGRATION),
+    // Passwords and web sessions.
+    (11, crate::accounts::MIGRATION),
 ];

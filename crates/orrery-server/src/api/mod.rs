@@ -45,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(hooks::routes())
         .merge(live::routes())
         .merge(openapi::routes())
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -58,8 +59,20 @@ async fn health(
     Ok(axum::Json(serde_json::json!({"status": "ok"})))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("Not found: no such endpoint.".into())
+/// An unknown path: a page for browsers, CircleCI's JSON for API clients.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let api = ["/api/", "/runner/", "/hooks/"]
+        .iter()
+        .any(|p| uri.path().starts_with(p));
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && !api {
+        crate::web::WebError(ApiError::NotFound("There is no page here.".into())).into_response()
+    } else {
+        ApiError::NotFound("Not found: no such endpoint.".into()).into_response()
+    }
 }
 
 async fn method_not_allowed() -> Response {
