@@ -61,6 +61,11 @@ pub struct AppState {
     pub blobs: Arc<orrery_blob::Blobs>,
     /// How long task storage is kept.
     pub retention: Retention,
+    /// The address the server listens on, its embedded runner's slots and
+    /// when it started (the admin area shows them).
+    pub listen: SocketAddr,
+    pub embedded_slots: usize,
+    pub started_at: std::time::Instant,
 }
 
 /// How to run a server.
@@ -219,6 +224,9 @@ impl Server {
             shutdown: shutdown.clone(),
             blobs,
             retention: config.retention.clone(),
+            listen: addr,
+            embedded_slots: config.embedded_slots,
+            started_at: started,
         });
 
         let mut tasks = tokio::task::JoinSet::new();

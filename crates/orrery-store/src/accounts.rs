@@ -109,4 +109,37 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Replaces a project's settings (a JSON object as text: build rules
+    /// and the like).
+    pub async fn set_project_settings(&self, project_id: &str, settings: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE projects SET settings = $1 WHERE id = $2")
+            .bind(settings)
+            .bind(project_id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
+    }
+
+    /// How many users have the admin role.
+    pub async fn count_admins(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = $1")
+            .bind(Role::Admin.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        get(&row, "n")
+    }
+
+    /// How many projects and pipelines there are (the admin area's health).
+    pub async fn counts(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM projects) AS projects, (SELECT COUNT(*) FROM pipelines) AS pipelines",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((get(&row, "projects")?, get(&row, "pipelines")?))
+    }
 }

@@ -1366,6 +1366,30 @@ impl Store {
             .collect()
     }
 
+    /// At most `limit` output chunks of a step with `from_seq <= seq <
+    /// until_seq`, in order: a page of a long output, so it can be streamed
+    /// without holding all of it.
+    pub async fn output_page(
+        &self,
+        task_id: &str,
+        step_index: i64,
+        from_seq: i64,
+        until_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT seq, data FROM output WHERE task_id = $1 AND step_index = $2 AND seq >= $3 AND seq < $4 ORDER BY seq LIMIT $5")
+            .bind(task_id)
+            .bind(step_index)
+            .bind(from_seq)
+            .bind(until_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "seq")?, get(r, "data")?)))
+            .collect()
+    }
+
     /// The highest sequence number stored for each step of a task.
     pub async fn output_marks(&self, task_id: &str) -> Result<Vec<(i64, i64)>> {
         let rows = sqlx::query("SELECT step_index, MAX(seq) AS seq FROM output WHERE task_id = $1 GROUP BY step_index ORDER BY step_index")
@@ -1451,6 +1475,19 @@ impl Store {
     }
 
     /// Records that a runner connected (creating it on first contact).
+    /// Notes that a runner asked for work (at most a write every 15 s per
+    /// runner): what "online" in the admin area is based on.
+    pub async fn runner_seen(&self, id: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("UPDATE runners SET last_connected = $1 WHERE id = $2 AND last_connected < $3")
+            .bind(now)
+            .bind(id)
+            .bind(now - 15_000)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub async fn touch_runner(
         &self,
         name: &str,

@@ -218,6 +218,18 @@ async fn download(
     )>,
 ) -> ApiResult<Response> {
     let (job, _) = job_by_path(&state, &vcs, &org, &repo, &number).await?;
+    artifact_response(&state, &job, &node, &path).await
+}
+
+/// A job's artifact by node index (as written in a path) and path, streamed:
+/// the download of the API and of the web app. Only a path the job stored is
+/// found (an exact match in the index, never a file system path).
+pub async fn artifact_response(
+    state: &AppState,
+    job: &Job,
+    node: &str,
+    path: &str,
+) -> ApiResult<Response> {
     let node: i64 = node
         .parse()
         .ok()
@@ -226,10 +238,10 @@ async fn download(
     let not_found = || ApiError::NotFound("Artifact not found".into());
     let artifact = state
         .store
-        .artifact(&job.id, node, &path)
+        .artifact(&job.id, node, path)
         .await?
         .ok_or_else(not_found)?;
-    object_response(&state, &artifact.object, content_type(&artifact.path)).await
+    object_response(state, &artifact.object, content_type(&artifact.path)).await
 }
 
 /// An object as a download, streamed through the server. API clients are

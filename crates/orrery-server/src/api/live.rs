@@ -156,7 +156,8 @@ async fn sync(
     Ok(true)
 }
 
-fn is_job_terminal(status: &str) -> bool {
+/// Whether a job status is final.
+pub fn is_job_terminal(status: &str) -> bool {
     !matches!(
         status,
         "queued" | "running" | "not_running" | "on_hold" | "blocked"
@@ -169,10 +170,44 @@ async fn stream(
     Path((vcs, org, repo, number)): JobPath,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
     let (job, _) = job_by_path(&state, &vcs, &org, &repo, &number).await?;
+    Ok(job_stream(state, job, false))
+}
+
+/// The live output of a job as Server-Sent Events (see the module's docs).
+/// With `tail`, what is stored when the stream starts is skipped: the first
+/// event, `marks` (`{"marks": [{"node", "step", "next"}]}`), says from which
+/// sequence number on each step's output follows, so a client that reads
+/// what came before elsewhere (the web app's raw output, `until=next`)
+/// misses nothing and gets nothing twice.
+pub fn job_stream(
+    state: Arc<AppState>,
+    job: Job,
+    tail: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let mut events = state.engine.subscribe();
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         let mut cursor = Cursor::default();
+        if tail {
+            let mut marks = Vec::new();
+            if let Ok(tasks) = state.store.tasks_of_job(&job.id).await {
+                for (node, task) in latest_tasks(tasks) {
+                    for (step, seq) in state.store.output_marks(&task.id).await.unwrap_or_default()
+                    {
+                        cursor.next_seq.insert((task.id.clone(), step), seq + 1);
+                        marks.push(json!({"node": node, "step": step, "next": seq + 1}));
+                    }
+                }
+            }
+            let data = json!({ "marks": marks });
+            if tx
+                .send(Event::default().event("marks").data(data.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
         loop {
             // Read the job first: if it has ended, what the store holds is all.
             let current = match state.store.job(&job.id).await {
@@ -224,5 +259,5 @@ async fn stream(
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -60,7 +60,7 @@ async fn health(
 }
 
 /// An unknown path: a page for browsers, CircleCI's JSON for API clients.
-async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+pub(crate) async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
     let api = ["/api/", "/runner/", "/hooks/"]
         .iter()
         .any(|p| uri.path().starts_with(p));

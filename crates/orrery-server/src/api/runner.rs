@@ -113,6 +113,7 @@ async fn claim(
     let id = runner_id(&auth, &headers)?;
     let wait =
         Duration::from_secs(body.map(|Json(b)| b.wait_secs).unwrap_or(0)).min(MAX_CLAIM_WAIT);
+    state.store.runner_seen(&id).await?;
     let claimed = tokio::select! {
         c = state.engine.claim(&id, std::slice::from_ref(&auth.resource_class), wait) => c?,
         // A stopping server ends long polls; the runner asks again after the restart.
@@ -146,6 +147,7 @@ async fn heartbeat(
 ) -> ApiResult<Response> {
     let id = runner_id(&auth, &headers)?;
     let task = known_task(&state, &task).await?;
+    state.store.runner_seen(&id).await?;
     let reply = state.engine.heartbeat(&task, &id).await?;
     Ok(axum::Json(reply).into_response())
 }

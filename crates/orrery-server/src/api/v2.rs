@@ -166,19 +166,19 @@ async fn project_get(
     Ok(axum::Json(project_json(&p, &org)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CreateProject {
+pub struct CreateProject {
     /// Orrery's addition: where to clone from (`https://`, `ssh://`, `git@`,
     /// `file://` or a local path).
-    repo_url: String,
-    default_branch: Option<String>,
+    pub repo_url: String,
+    pub default_branch: Option<String>,
     /// `github`, `gitlab`, `gitea` or `git`; from the slug's prefix when absent.
-    vcs_provider: Option<String>,
+    pub vcs_provider: Option<String>,
     /// A token for commit statuses (GitHub/GitLab/Gitea).
-    vcs_token: Option<String>,
+    pub vcs_token: Option<String>,
     /// The provider's API base URL, for commit statuses (self-hosted instances).
-    vcs_api_url: Option<String>,
+    pub vcs_api_url: Option<String>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -205,19 +205,21 @@ pub fn check_repo_url(url: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn project_create(
-    State(state): St,
-    auth: Auth,
-    Path((vcs, org, repo)): Slug,
-    Json(body): Json<CreateProject>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    auth.require_write()?;
-    let short = normalize_vcs(&vcs).ok_or_else(|| {
+/// Checks and creates a project (`POST /api/v2/project/...` and the web
+/// app's form): the project and its webhook secret in clear, shown once.
+pub async fn create_project(
+    state: &AppState,
+    vcs: &str,
+    org: &str,
+    repo: &str,
+    body: CreateProject,
+) -> ApiResult<(Project, String)> {
+    let short = normalize_vcs(vcs).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "`{vcs}` is not a VCS type: use gh, github, gl, gitlab, bb, bitbucket, gitea or git"
         ))
     })?;
-    for (what, value) in [("organization", &org), ("repository", &repo)] {
+    for (what, value) in [("organization", org), ("repository", repo)] {
         if !valid_name(value) {
             return Err(ApiError::BadRequest(format!(
                 "the {what} name `{value}` may only hold letters, digits, `-`, `_` and `.`"
@@ -258,9 +260,9 @@ async fn project_create(
     let project = state
         .store
         .create_project(NewProject {
-            org_name: org.clone(),
+            org_name: org.to_string(),
             vcs_type: provider.clone(),
-            name: repo.clone(),
+            name: repo.to_string(),
             slug: format!("{short}/{org}/{repo}"),
             vcs_provider: provider,
             repo_url: body.repo_url,
@@ -281,12 +283,23 @@ async fn project_create(
             .set_setting(&format!("vcs_api_url:{}", project.id), &api)
             .await?;
     }
+    Ok((project, secret))
+}
+
+async fn project_create(
+    State(state): St,
+    auth: Auth,
+    Path((vcs, org, repo)): Slug,
+    Json(body): Json<CreateProject>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    auth.require_write()?;
+    let (project, secret) = create_project(&state, &vcs, &org, &repo, body).await?;
     let mut out = project_json(&project, &org);
     out["webhook"] = webhook_json(&state, &project, &secret);
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-fn webhook_json(state: &AppState, p: &Project, secret: &str) -> Value {
+pub fn webhook_json(state: &AppState, p: &Project, secret: &str) -> Value {
     let provider = match p.vcs_provider.as_str() {
         "github" | "gitlab" | "gitea" => p.vcs_provider.as_str(),
         _ => "generic",
@@ -932,7 +945,7 @@ pub fn mask(value: &str) -> String {
     }
 }
 
-fn check_env_name(name: &str) -> ApiResult<()> {
+pub fn check_env_name(name: &str) -> ApiResult<()> {
     let mut chars = name.chars();
     let ok = chars
         .next()
@@ -946,6 +959,26 @@ fn check_env_name(name: &str) -> ApiResult<()> {
             "`{name}` is not a valid environment variable name: letters, digits and `_`, not starting with a digit"
         )))
     }
+}
+
+/// Checks and stores (sealed) a project's variable (the API and the web
+/// app's form).
+pub async fn set_envvar(
+    state: &AppState,
+    project: &Project,
+    name: &str,
+    value: &str,
+) -> ApiResult<orrery_store::EnvVar> {
+    check_env_name(name)?;
+    if value.len() > 128 * 1024 {
+        return Err(ApiError::BadRequest(
+            "the value is longer than 128 KiB".into(),
+        ));
+    }
+    Ok(state
+        .store
+        .set_env(&project.id, name, &state.cipher.seal(value))
+        .await?)
 }
 
 async fn envvar_list(
@@ -978,16 +1011,7 @@ async fn envvar_create(
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
     auth.require_write()?;
     let project = project_by_path(&state, &vcs, &org, &repo).await?;
-    check_env_name(&body.name)?;
-    if body.value.len() > 128 * 1024 {
-        return Err(ApiError::BadRequest(
-            "the value is longer than 128 KiB".into(),
-        ));
-    }
-    let v = state
-        .store
-        .set_env(&project.id, &body.name, &state.cipher.seal(&body.value))
-        .await?;
+    let v = set_envvar(&state, &project, &body.name, &body.value).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(

@@ -23,7 +23,7 @@ pub fn page(user: &WebUser, title: &str, live: Option<&str>, body: Markup) -> Ma
                         @if user.is_admin() { a href="/admin" { "Admin" } }
                     }
                     div.me {
-                        span data-testid="signed-in-as" { (user.user.login) " · " (user.user.role.as_str()) }
+                        a href="/account" data-testid="signed-in-as" { (user.user.login) " · " (user.user.role.as_str()) }
                         form method="post" action="/signout" {
                             (csrf(user))
                             button.link type="submit" data-testid="signout" { "Sign out" }

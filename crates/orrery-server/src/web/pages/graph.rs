@@ -101,8 +101,10 @@ pub fn svg(jobs: &[Job], href: impl Fn(&Job) -> Option<String>) -> Markup {
                 @let (x, y) = pos[i];
                 @let label = short(&j.name, 22);
                 @let node = html! {
-                    rect class={"node s-" (j.status)} x=(x) y=(y) width=(W) height=(H) rx="6";
-                    circle class={"dot s-" (j.status)} cx=(x + 14) cy=(y + H / 2) r="5";
+                    // Closed elements, not `<rect ...>`: inside an HTML page
+                    // the parser would nest what follows in them, unseen.
+                    rect class={"node s-" (j.status)} x=(x) y=(y) width=(W) height=(H) rx="6" {}
+                    circle class={"dot s-" (j.status)} cx=(x + 14) cy=(y + H / 2) r="5" {}
                     text x=(x + 26) y=(y + H / 2 + 5) { (label) }
                     title { (j.name) " — " (j.status.replace('_', " ")) }
                 };

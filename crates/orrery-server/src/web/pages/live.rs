@@ -125,7 +125,9 @@ fn changes(
             };
             go.then(|| {
                 (
-                    Ok(Event::default().event("change").data("")),
+                    // Some data: a browser's EventSource drops events
+                    // whose data is empty, without dispatching them.
+                    Ok(Event::default().event("change").data("changed")),
                     (rx, watch, shutdown),
                 )
             })
