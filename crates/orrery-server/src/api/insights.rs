@@ -184,22 +184,50 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// CircleCI's `duration_metrics` of durations in seconds.
-pub fn duration_metrics(mut secs: Vec<f64>) -> Value {
-    if secs.is_empty() {
-        return json!({"min": 0, "mean": 0, "median": 0, "p95": 0, "max": 0, "standard_deviation": 0.0});
+pub fn duration_metrics(secs: Vec<f64>) -> Value {
+    Durations::of(secs).json()
+}
+
+/// Duration metrics, in whole seconds (the standard deviation to 0.01 s).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Durations {
+    pub min: i64,
+    pub mean: i64,
+    pub median: i64,
+    pub p95: i64,
+    pub max: i64,
+    pub standard_deviation: f64,
+}
+
+impl Durations {
+    pub(crate) fn of(mut secs: Vec<f64>) -> Durations {
+        if secs.is_empty() {
+            return Durations::default();
+        }
+        secs.sort_by(f64::total_cmp);
+        let n = secs.len() as f64;
+        let mean = secs.iter().sum::<f64>() / n;
+        let var = secs.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
+        Durations {
+            min: secs[0].round() as i64,
+            mean: mean.round() as i64,
+            median: quantile(&secs, 0.5).round() as i64,
+            p95: quantile(&secs, 0.95).round() as i64,
+            max: secs[secs.len() - 1].round() as i64,
+            standard_deviation: (var.sqrt() * 100.0).round() / 100.0,
+        }
     }
-    secs.sort_by(f64::total_cmp);
-    let n = secs.len() as f64;
-    let mean = secs.iter().sum::<f64>() / n;
-    let var = secs.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
-    json!({
-        "min": secs[0].round() as i64,
-        "mean": mean.round() as i64,
-        "median": quantile(&secs, 0.5).round() as i64,
-        "p95": quantile(&secs, 0.95).round() as i64,
-        "max": secs[secs.len() - 1].round() as i64,
-        "standard_deviation": (var.sqrt() * 100.0).round() / 100.0,
-    })
+
+    fn json(&self) -> Value {
+        json!({
+            "min": self.min,
+            "mean": self.mean,
+            "median": self.median,
+            "p95": self.p95,
+            "max": self.max,
+            "standard_deviation": self.standard_deviation,
+        })
+    }
 }
 
 /// Whether a run's status is a success (`Some(true)`), a failure
@@ -221,31 +249,45 @@ struct Run {
     stopped_at: Option<Millis>,
 }
 
-fn summary_metrics(runs: &mut [Run], with_mttr: bool) -> (Value, Millis, Millis) {
-    runs.sort_by_key(|r| r.created_at);
-    let total = runs.len() as i64;
-    let successful = runs
-        .iter()
-        .filter(|r| outcome(&r.status) == Some(true))
-        .count() as i64;
-    let failed = runs
-        .iter()
-        .filter(|r| outcome(&r.status) == Some(false))
-        .count() as i64;
-    let start = runs.first().map_or(0, |r| r.created_at);
-    let end = runs.last().map_or(0, |r| r.created_at);
-    let days = ((end - start) as f64 / DAY_MS as f64).max(1.0);
-    let durations: Vec<f64> = runs.iter().filter_map(|r| r.duration).collect();
-    let mut metrics = json!({
-        "total_runs": total,
-        "successful_runs": successful,
-        "failed_runs": failed,
-        "success_rate": if total > 0 { successful as f64 / total as f64 } else { 0.0 },
-        "throughput": total as f64 / days,
-        "duration_metrics": duration_metrics(durations),
-        "total_credits_used": 0,
-    });
-    if with_mttr {
+/// The summary metrics of a workflow's (a job's) runs.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RunStats {
+    /// Every run in the window, running ones too.
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    /// `successful / total` (0 without runs).
+    pub success_rate: f64,
+    /// Runs per day between the first and the last run (at least one day).
+    pub throughput: f64,
+    /// Of the finished runs, in seconds.
+    pub durations: Durations,
+    /// Mean time to recovery, in seconds, and the recoveries it is of.
+    pub mttr: i64,
+    pub recoveries: usize,
+    /// When the first and the last run were created.
+    pub window_start: Millis,
+    pub window_end: Millis,
+    /// The status of the latest run.
+    pub last_status: Option<String>,
+}
+
+impl RunStats {
+    fn of(runs: &mut [Run]) -> RunStats {
+        runs.sort_by_key(|r| r.created_at);
+        let total = runs.len() as i64;
+        let successful = runs
+            .iter()
+            .filter(|r| outcome(&r.status) == Some(true))
+            .count() as i64;
+        let failed = runs
+            .iter()
+            .filter(|r| outcome(&r.status) == Some(false))
+            .count() as i64;
+        let start = runs.first().map_or(0, |r| r.created_at);
+        let end = runs.last().map_or(0, |r| r.created_at);
+        let days = ((end - start) as f64 / DAY_MS as f64).max(1.0);
+        let durations: Vec<f64> = runs.iter().filter_map(|r| r.duration).collect();
         // From the end of the first failure of a streak to the end of the
         // success that ends it.
         let mut failing_since: Option<Millis> = None;
@@ -269,10 +311,48 @@ fn summary_metrics(runs: &mut [Run], with_mttr: bool) -> (Value, Millis, Millis)
             (recoveries.iter().sum::<i64>() as f64 / recoveries.len() as f64 / 1000.0).round()
                 as i64
         };
-        metrics["mttr"] = json!(mttr);
-        metrics["total_recoveries"] = json!(recoveries.len());
+        RunStats {
+            total,
+            successful,
+            failed,
+            success_rate: if total > 0 {
+                successful as f64 / total as f64
+            } else {
+                0.0
+            },
+            throughput: total as f64 / days,
+            durations: Durations::of(durations),
+            mttr,
+            recoveries: recoveries.len(),
+            window_start: start,
+            window_end: end,
+            last_status: runs.last().map(|r| r.status.clone()),
+        }
     }
-    (metrics, start, end)
+
+    /// CircleCI's `metrics` object (`mttr` for workflows only).
+    fn json(&self, with_mttr: bool) -> Value {
+        let mut metrics = json!({
+            "total_runs": self.total,
+            "successful_runs": self.successful,
+            "failed_runs": self.failed,
+            "success_rate": self.success_rate,
+            "throughput": self.throughput,
+            "duration_metrics": self.durations.json(),
+            "total_credits_used": 0,
+        });
+        if with_mttr {
+            metrics["mttr"] = json!(self.mttr);
+            metrics["total_recoveries"] = json!(self.recoveries);
+        }
+        metrics
+    }
+}
+
+#[cfg(test)]
+fn summary_metrics(runs: &mut [Run], with_mttr: bool) -> (Value, Millis, Millis) {
+    let stats = RunStats::of(runs);
+    (stats.json(with_mttr), stats.window_start, stats.window_end)
 }
 
 fn workflow_run(r: &WorkflowRunRow) -> Run {
@@ -298,6 +378,65 @@ fn job_run(r: &JobRunRow) -> Run {
     }
 }
 
+/// The summary of a workflow's (a job's) runs in a window.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Summary {
+    pub name: String,
+    pub stats: RunStats,
+}
+
+fn summaries(by_name: BTreeMap<String, Vec<Run>>) -> Vec<Summary> {
+    by_name
+        .into_iter()
+        .map(|(name, mut runs)| Summary {
+            name,
+            stats: RunStats::of(&mut runs),
+        })
+        .collect()
+}
+
+/// The project's workflows (by name) run since `since`, of one branch
+/// when given, with their metrics.
+pub(crate) async fn workflow_summaries_of(
+    state: &AppState,
+    project: &Project,
+    branch: Option<&str>,
+    since: Millis,
+) -> ApiResult<Vec<Summary>> {
+    let rows = state
+        .store
+        .workflow_runs(&project.id, None, branch, since, MAX_ROWS)
+        .await?;
+    let mut by_name: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+    for r in &rows {
+        by_name
+            .entry(r.name.clone())
+            .or_default()
+            .push(workflow_run(r));
+    }
+    Ok(summaries(by_name))
+}
+
+/// The build jobs (by name) of a workflow run since `since`, of one branch
+/// when given, with their metrics.
+pub(crate) async fn job_summaries_of(
+    state: &AppState,
+    project: &Project,
+    workflow: &str,
+    branch: Option<&str>,
+    since: Millis,
+) -> ApiResult<Vec<Summary>> {
+    let rows = state
+        .store
+        .job_runs(&project.id, workflow, None, branch, since, MAX_ROWS)
+        .await?;
+    let mut by_name: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+    for r in &rows {
+        by_name.entry(r.name.clone()).or_default().push(job_run(r));
+    }
+    Ok(summaries(by_name))
+}
+
 // ---- workflows and jobs ----
 
 async fn workflow_summaries(
@@ -309,27 +448,16 @@ async fn workflow_summaries(
     let project = project_by_path(&state, &vcs, &org, &repo).await?;
     let branch = q.branch(&project)?;
     let since = q.window_start(now_ms())?;
-    let rows = state
-        .store
-        .workflow_runs(&project.id, None, branch.as_deref(), since, MAX_ROWS)
-        .await?;
-    let mut by_name: BTreeMap<String, Vec<Run>> = BTreeMap::new();
-    for r in &rows {
-        by_name
-            .entry(r.name.clone())
-            .or_default()
-            .push(workflow_run(r));
-    }
-    let items: Vec<Value> = by_name
+    let items: Vec<Value> = workflow_summaries_of(&state, &project, branch.as_deref(), since)
+        .await?
         .into_iter()
-        .map(|(name, mut runs)| {
-            let (metrics, start, end) = summary_metrics(&mut runs, true);
+        .map(|s| {
             json!({
-                "name": name,
+                "name": s.name,
                 "project_id": project.id,
-                "metrics": metrics,
-                "window_start": time(start),
-                "window_end": time(end),
+                "metrics": s.stats.json(true),
+                "window_start": time(s.stats.window_start),
+                "window_end": time(s.stats.window_end),
             })
         })
         .collect();
@@ -346,30 +474,15 @@ async fn job_summaries(
     known_workflow(&state, &project, &workflow).await?;
     let branch = q.branch(&project)?;
     let since = q.window_start(now_ms())?;
-    let rows = state
-        .store
-        .job_runs(
-            &project.id,
-            &workflow,
-            None,
-            branch.as_deref(),
-            since,
-            MAX_ROWS,
-        )
-        .await?;
-    let mut by_name: BTreeMap<String, Vec<Run>> = BTreeMap::new();
-    for r in &rows {
-        by_name.entry(r.name.clone()).or_default().push(job_run(r));
-    }
-    let items: Vec<Value> = by_name
+    let items: Vec<Value> = job_summaries_of(&state, &project, &workflow, branch.as_deref(), since)
+        .await?
         .into_iter()
-        .map(|(name, mut runs)| {
-            let (metrics, start, end) = summary_metrics(&mut runs, false);
+        .map(|s| {
             json!({
-                "name": name,
-                "metrics": metrics,
-                "window_start": time(start),
-                "window_end": time(end),
+                "name": s.name,
+                "metrics": s.stats.json(false),
+                "window_start": time(s.stats.window_start),
+                "window_end": time(s.stats.window_end),
             })
         })
         .collect();
@@ -464,16 +577,23 @@ async fn job_runs(
 
 // ---- tests ----
 
-/// A test's identity across runs: job name, classname, name, file.
-type TestKey = (String, String, String, String);
+/// A test's identity across runs: job name, classname, name, file (in
+/// this order, which is also the order of listings that tie).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct TestKey {
+    pub job_name: String,
+    pub classname: String,
+    pub name: String,
+    pub file: String,
+}
 
-fn test_key(t: &TestRow) -> TestKey {
-    (
-        t.job_name.clone(),
-        t.classname.clone(),
-        t.name.clone(),
-        t.file.clone().unwrap_or_default(),
-    )
+pub(crate) fn test_key(t: &TestRow) -> TestKey {
+    TestKey {
+        job_name: t.job_name.clone(),
+        classname: t.classname.clone(),
+        name: t.name.clone(),
+        file: t.file.clone().unwrap_or_default(),
+    }
 }
 
 fn failed(t: &TestRow) -> bool {
@@ -511,8 +631,13 @@ async fn job_info(
     Ok(())
 }
 
-/// The keys of the project's flaky tests, with their flakes, newest first.
-async fn flakes(state: &AppState, project: &Project) -> ApiResult<Vec<(TestKey, Vec<TestRow>)>> {
+/// The keys of the project's flaky tests, with their flakes, newest first;
+/// of one branch's runs when given.
+async fn flakes(
+    state: &AppState,
+    project: &Project,
+    branch: Option<&str>,
+) -> ApiResult<Vec<(TestKey, Vec<TestRow>)>> {
     let rows = state
         .store
         .flaky_failures(&project.id, now_ms() - FLAKY_WINDOW_MS, MAX_ROWS)
@@ -520,6 +645,9 @@ async fn flakes(state: &AppState, project: &Project) -> ApiResult<Vec<(TestKey, 
     let mut order: Vec<TestKey> = Vec::new();
     let mut by_key: HashMap<TestKey, Vec<TestRow>> = HashMap::new();
     for r in rows {
+        if branch.is_some_and(|b| b != r.branch) {
+            continue;
+        }
         let key = test_key(&r);
         if !by_key.contains_key(&key) {
             order.push(key.clone());
@@ -535,20 +663,49 @@ async fn flakes(state: &AppState, project: &Project) -> ApiResult<Vec<(TestKey, 
         .collect())
 }
 
-async fn flaky_tests(
-    State(state): St,
-    _auth: Auth,
-    Path((vcs, org, repo)): Slug,
-) -> ApiResult<axum::Json<Value>> {
-    let project = project_by_path(&state, &vcs, &org, &repo).await?;
+/// The project's flaky tests (see [`FlakyTest`]).
+pub(crate) async fn flaky_keys(state: &AppState, project: &Project) -> ApiResult<HashSet<TestKey>> {
+    Ok(flakes(state, project, None)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// A flaky test: it failed and passed on the same revision, in a job of
+/// the same name, within [`FLAKY_WINDOW_MS`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FlakyTest {
+    pub key: TestKey,
+    pub source: String,
+    /// Its failed runs on such revisions.
+    pub times_flaked: usize,
+    /// The run time of the jobs those failures were in.
+    pub time_wasted_ms: i64,
+    /// The latest flake: when, and its job, workflow and pipeline.
+    pub latest_at: Millis,
+    pub workflow_name: String,
+    pub job_number: Option<i64>,
+    pub workflow_id: Option<String>,
+    pub workflow_created_at: Option<Millis>,
+    pub pipeline_number: Option<i64>,
+}
+
+/// The project's flaky tests, the most flaked first (then the latest);
+/// of one branch's runs when given.
+pub(crate) async fn flaky_tests_of(
+    state: &AppState,
+    project: &Project,
+    branch: Option<&str>,
+) -> ApiResult<Vec<FlakyTest>> {
     let mut jobs: HashMap<String, Option<JobInfo>> = HashMap::new();
-    let mut out: Vec<(usize, Millis, Value)> = Vec::new();
-    for ((job_name, classname, name, file), rows) in flakes(&state, &project).await? {
+    let mut out: Vec<FlakyTest> = Vec::new();
+    for (key, rows) in flakes(state, project, branch).await? {
         let latest = &rows[0];
         let mut wasted_ms = 0i64;
         let mut seen = HashSet::new();
         for r in &rows {
-            job_info(&state, &mut jobs, &r.job_id).await?;
+            job_info(state, &mut jobs, &r.job_id).await?;
             if seen.insert(r.job_id.clone())
                 && let Some(Some(info)) = jobs.get(&r.job_id)
                 && let (Some(a), Some(b)) = (info.job.started_at, info.job.stopped_at)
@@ -557,40 +714,111 @@ async fn flaky_tests(
             }
         }
         let info = jobs.get(&latest.job_id).and_then(Option::as_ref);
-        out.push((
-            rows.len(),
-            latest.created_at,
-            json!({
-                "test_name": name,
-                "classname": classname,
-                "file": file,
-                "source": latest.source,
-                "job_name": job_name,
-                "job_number": info.and_then(|i| i.job.number),
-                "workflow_name": latest.workflow_name,
-                "workflow_id": info.map(|i| i.job.workflow_id.clone()),
-                "workflow_created_at": info.map(|i| time(i.workflow_created_at)),
-                "pipeline_number": info.map(|i| i.pipeline_number),
-                "times_flaked": rows.len(),
-                "time_wasted": (wasted_ms as f64 / 1000.0).round() as i64,
-            }),
-        ));
+        out.push(FlakyTest {
+            source: latest.source.clone(),
+            times_flaked: rows.len(),
+            time_wasted_ms: wasted_ms,
+            latest_at: latest.created_at,
+            workflow_name: latest.workflow_name.clone(),
+            job_number: info.and_then(|i| i.job.number),
+            workflow_id: info.map(|i| i.job.workflow_id.clone()),
+            workflow_created_at: info.map(|i| i.workflow_created_at),
+            pipeline_number: info.map(|i| i.pipeline_number),
+            key,
+        });
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    let total = out.len();
-    let flaky: Vec<Value> = out.into_iter().map(|(_, _, v)| v).collect();
+    out.sort_by(|a, b| {
+        b.times_flaked
+            .cmp(&a.times_flaked)
+            .then(b.latest_at.cmp(&a.latest_at))
+    });
+    Ok(out)
+}
+
+async fn flaky_tests(
+    State(state): St,
+    _auth: Auth,
+    Path((vcs, org, repo)): Slug,
+) -> ApiResult<axum::Json<Value>> {
+    let project = project_by_path(&state, &vcs, &org, &repo).await?;
+    let flaky: Vec<Value> = flaky_tests_of(&state, &project, None)
+        .await?
+        .into_iter()
+        .map(|f| {
+            json!({
+                "test_name": f.key.name,
+                "classname": f.key.classname,
+                "file": f.key.file,
+                "source": f.source,
+                "job_name": f.key.job_name,
+                "job_number": f.job_number,
+                "workflow_name": f.workflow_name,
+                "workflow_id": f.workflow_id,
+                "workflow_created_at": f.workflow_created_at.map(time),
+                "pipeline_number": f.pipeline_number,
+                "times_flaked": f.times_flaked,
+                "time_wasted": (f.time_wasted_ms as f64 / 1000.0).round() as i64,
+            })
+        })
+        .collect();
+    let total = flaky.len();
     Ok(axum::Json(
         json!({"flaky_tests": flaky, "total_flaky_tests": total}),
     ))
 }
 
-/// A test's runs in the covered workflow runs.
-#[derive(Default)]
-struct TestStats {
-    source: String,
-    runs: u64,
-    failures: u64,
-    times: Vec<f64>,
+/// A test's runs (skipped ones left out).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TestStats {
+    pub source: String,
+    pub runs: u64,
+    pub failures: u64,
+    /// Run times, in seconds.
+    pub times: Vec<f64>,
+}
+
+impl TestStats {
+    /// The mean run time, in seconds.
+    pub(crate) fn mean(&self) -> f64 {
+        if self.times.is_empty() {
+            0.0
+        } else {
+            self.times.iter().sum::<f64>() / self.times.len() as f64
+        }
+    }
+}
+
+/// Counts a test run into `stats` (not a skipped one).
+pub(crate) fn add_test_run(stats: &mut BTreeMap<TestKey, TestStats>, t: &TestRow) {
+    if t.result == "skipped" {
+        return;
+    }
+    let s = stats.entry(test_key(t)).or_default();
+    s.runs += 1;
+    s.failures += u64::from(failed(t));
+    s.times.push(t.run_time);
+    if s.source.is_empty() {
+        s.source = t.source.clone();
+    }
+}
+
+/// The project's test runs since `since` (of a branch when given), per
+/// test.
+pub(crate) async fn test_stats_of(
+    state: &AppState,
+    project: &Project,
+    branch: Option<&str>,
+    since: Millis,
+) -> ApiResult<BTreeMap<TestKey, TestStats>> {
+    let rows = state
+        .store
+        .test_history(&project.id, None, branch, since, MAX_ROWS)
+        .await?;
+    let mut stats = BTreeMap::new();
+    for t in &rows {
+        add_test_run(&mut stats, t);
+    }
+    Ok(stats)
 }
 
 async fn test_metrics(
@@ -622,11 +850,7 @@ async fn test_metrics(
             covered.push((run, tests));
         }
     }
-    let flaky: HashSet<TestKey> = flakes(&state, &project)
-        .await?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let flaky = flaky_keys(&state, &project).await?;
     let mut stats: BTreeMap<TestKey, TestStats> = BTreeMap::new();
     let mut test_runs = Vec::new();
     let mut total_tests = 0usize;
@@ -634,16 +858,7 @@ async fn test_metrics(
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for t in tests {
             *counts.entry(t.result.as_str()).or_default() += 1;
-            if t.result == "skipped" {
-                continue;
-            }
-            let s = stats.entry(test_key(t)).or_default();
-            s.runs += 1;
-            s.failures += u64::from(failed(t));
-            s.times.push(t.run_time);
-            if s.source.is_empty() {
-                s.source = t.source.clone();
-            }
+            add_test_run(&mut stats, t);
         }
         total_tests += tests.len();
         let count = |k: &str| counts.get(k).copied().unwrap_or(0);
@@ -663,10 +878,10 @@ async fn test_metrics(
     }
     let item = |key: &TestKey, s: &TestStats, p95: f64| {
         json!({
-            "test_name": key.2,
-            "classname": key.1,
-            "file": key.3,
-            "job_name": key.0,
+            "test_name": key.name,
+            "classname": key.classname,
+            "file": key.file,
+            "job_name": key.job_name,
             "source": s.source,
             "failed_runs": s.failures,
             "total_runs": s.runs,

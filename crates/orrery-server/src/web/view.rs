@@ -20,6 +20,7 @@ pub fn page(user: &WebUser, title: &str, live: Option<&str>, body: Markup) -> Ma
                     nav {
                         a href="/pipelines" { "Pipelines" }
                         a href="/projects" { "Projects" }
+                        a href="/insights" { "Insights" }
                         @if user.is_admin() { a href="/admin" { "Admin" } }
                     }
                     div.me {

@@ -202,6 +202,9 @@ async fn render(
     let body = html! {
         div.page-head {
             h1 { (title) }
+            @if let Some(p) = &project {
+                a href=(super::insights::insights_url(p)) data-testid="insights-link" { "Insights" }
+            }
             (filters(&filter, &projects))
         }
         @if shown.is_empty() {

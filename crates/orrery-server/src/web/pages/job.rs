@@ -11,7 +11,7 @@
 //! output ends). Tabs are links (`?tab=steps|tests|artifacts&node=N`), so
 //! they work without the script.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -28,6 +28,7 @@ use super::pipeline::{pipeline_by_path, pipeline_url};
 use super::{St, respond};
 use crate::AppState;
 use crate::api::artifacts::{artifact_response, encode_segment};
+use crate::api::insights::{TestKey, flaky_keys, test_key};
 use crate::api::live::{is_job_terminal, job_stream, latest_tasks};
 use crate::api::v2::pipeline_and_project;
 use crate::api::{path_id, path_number};
@@ -77,7 +78,9 @@ struct JobQuery {
 }
 
 /// A query string, or a 400 page when it is not one.
-fn parse_query<T: serde::de::DeserializeOwned + Default>(q: Option<String>) -> Result<T, ApiError> {
+pub(super) fn parse_query<T: serde::de::DeserializeOwned + Default>(
+    q: Option<String>,
+) -> Result<T, ApiError> {
     match q {
         None => Ok(T::default()),
         Some(q) => serde_urlencoded::from_str(&q)
@@ -172,7 +175,7 @@ pub async fn page(
 
     let content = match tab {
         Tab::Steps => steps_tab(&state, &job, &tasks, node, nodes, &base).await?,
-        Tab::Tests => tests_tab(&tests, nodes > 1),
+        Tab::Tests => tests_tab(&tests, nodes > 1, &flaky_keys(&state, &project).await?),
         Tab::Artifacts => artifacts_tab(&job, &artifacts, nodes > 1),
     };
     let failed = tests.iter().filter(|t| is_failure(&t.result)).count();
@@ -452,7 +455,17 @@ fn test_name(t: &TestRow) -> String {
     }
 }
 
-fn tests_tab(tests: &[TestRow], by_node: bool) -> Markup {
+/// The "flaky" badge of a test that is flaky in the project (see
+/// [`crate::api::insights::FlakyTest`]).
+fn flaky_badge(t: &TestRow, flaky: &HashSet<TestKey>) -> Markup {
+    html! {
+        @if flaky.contains(&test_key(t)) {
+            " " span.badge.flaky data-testid="flaky-badge" title="Failed and passed on the same revision recently" { "flaky" }
+        }
+    }
+}
+
+fn tests_tab(tests: &[TestRow], by_node: bool, flaky: &HashSet<TestKey>) -> Markup {
     let failures: Vec<&TestRow> = tests.iter().filter(|t| is_failure(&t.result)).collect();
     let others: Vec<&TestRow> = tests.iter().filter(|t| !is_failure(&t.result)).collect();
     let skipped = others.iter().filter(|t| t.result == "skipped").count();
@@ -476,6 +489,7 @@ fn tests_tab(tests: &[TestRow], by_node: bool) -> Markup {
                                 div.test-head {
                                     (status(if t.result == "error" { "error" } else { "failed" }))
                                     " " strong { (test_name(t)) }
+                                    (flaky_badge(t, flaky))
                                     @if let Some(f) = &t.file { " " span.dim { code { (f) } } }
                                     @if by_node { " " span.dim { "node " (t.node_index) } }
                                     " " span.dim { (format!("{:.3}s", t.run_time)) }
@@ -495,7 +509,7 @@ fn tests_tab(tests: &[TestRow], by_node: bool) -> Markup {
                             tbody {
                                 @for t in others.iter().take(MAX_OTHER_TESTS) {
                                     tr data-testid="test" {
-                                        td { (test_name(t)) @if let Some(f) = &t.file { br; span.dim { code { (f) } } } }
+                                        td { (test_name(t)) (flaky_badge(t, flaky)) @if let Some(f) = &t.file { br; span.dim { code { (f) } } } }
                                         td { (status(if t.result == "success" { "success" } else { "canceled" })) }
                                         @if by_node { td { (t.node_index) } }
                                         td { (format!("{:.3}s", t.run_time)) }

@@ -6,6 +6,7 @@
 
 pub mod dashboard;
 pub mod graph;
+pub mod insights;
 pub mod job;
 pub mod live;
 pub mod pipeline;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/app/events", get(live::events))
         .merge(job::routes())
         .merge(settings::routes())
+        .merge(insights::routes())
 }
 
 /// `/`: the pipelines, or the sign-in page.

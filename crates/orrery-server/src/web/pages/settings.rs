@@ -95,7 +95,10 @@ async fn projects_page(
                             td { a href={"/pipelines/" (p.slug)} { (p.slug) } }
                             td { code { (p.repo_url) } }
                             td { code { (p.default_branch) } }
-                            td { a href=(settings_url(p)) data-testid="settings-link" { "Settings" } }
+                            td {
+                                a href=(settings_url(p)) data-testid="settings-link" { "Settings" } " · "
+                                a href=(super::insights::insights_url(p)) data-testid="insights-link" { "Insights" }
+                            }
                         }
                     }
                 }
