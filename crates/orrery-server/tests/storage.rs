@@ -292,50 +292,11 @@ async fn artifacts_and_test_results() {
     s.stop().await;
 }
 
-/// A job whose test `flaky` fails on the first run of a revision and passes
-/// after (a marker file on the host), `broken` always fails, `slow` is slow.
-/// The job fails when `flaky` did.
-fn flaky_config(marker: &str) -> String {
-    r#"version: 2.1
-jobs:
-  test:
-    machine: true
-    steps:
-      - run:
-          name: run the tests
-          command: |
-            mkdir -p results
-            if [ -f MARKER ]; then
-              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"/>'
-            else
-              touch MARKER failed
-              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"><failure message="flaked">boom</failure></testcase>'
-            fi
-            cat > results/junit.xml <<EOF
-            <testsuite name="suite">
-              <testcase classname="suite" name="stable" file="t/stable.sh" time="0.01"/>
-              <testcase classname="suite" name="slow" file="t/slow.sh" time="2.5"/>
-              <testcase classname="suite" name="broken" file="t/broken.sh" time="0.2"><failure message="always">nope</failure></testcase>
-              $flaky
-            </testsuite>
-            EOF
-      - store_test_results:
-          path: results
-      - run:
-          name: fail when the flaky test failed
-          command: test ! -f failed
-workflows:
-  main:
-    jobs: [test]
-"#
-    .replace("MARKER", marker)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn flaky_tests_and_insights() {
     let s = TestServer::start().await;
     let marker = s.dir.path().join("flaky-marker");
-    let repo = s.repo("app", &flaky_config(&marker.display().to_string()));
+    let repo = s.repo("app", &common::flaky_config(&marker.display().to_string()));
     s.create_project(SLUG, &repo, json!({})).await;
     // Nothing is flaky before anything ran.
     let r = s.get(&format!("/api/v2/insights/{SLUG}/flaky-tests")).await;

@@ -12,74 +12,7 @@ use serde_json::{Value, json};
 
 const SLUG: &str = "git/acme/app";
 
-/// A browser's view of the server: no redirects followed, the session
-/// cookie kept by hand (as in `tests/web_job.rs`).
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(s: &TestServer) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: s.base.clone(),
-            cookie: None,
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
-            Some(c) => req.header("cookie", c.clone()),
-            None => req,
-        };
-        let r = req.send().await.unwrap();
-        let header = |name: &str| {
-            r.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (location, set_cookie) = (header("location"), header("set-cookie"));
-        let status = r.status().as_u16();
-        if let Some(c) = &set_cookie {
-            let pair = c.split(';').next().unwrap().to_string();
-            self.cookie = (!pair.ends_with('=')).then_some(pair);
-        }
-        Page {
-            status,
-            location,
-            body: r.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("accept", "text/html");
-        self.send(req).await
-    }
-
-    async fn sign_in(&mut self, login: &str, password: &str) -> Page {
-        let req = self
-            .http
-            .post(format!("{}/signin", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string([("login", login), ("password", password)]).unwrap());
-        self.send(req).await
-    }
-}
+use common::browser::Browser;
 
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
@@ -106,46 +39,6 @@ fn row<'a>(body: &'a str, testid: &str, attr: &str, value: &str) -> &'a str {
     &rest[..rest.find('>').unwrap()]
 }
 
-/// One job of the workflow `main`: its tests are `stable`, `slow` (2.5 s),
-/// `broken` (always fails) and `flaky`, which fails the first time and
-/// passes after (a marker file on the host). The job fails when `flaky`
-/// did. (As in `tests/storage.rs`.)
-fn flaky_config(marker: &str) -> String {
-    r#"version: 2.1
-jobs:
-  test:
-    machine: true
-    steps:
-      - run:
-          name: run the tests
-          command: |
-            mkdir -p results
-            if [ -f MARKER ]; then
-              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"/>'
-            else
-              touch MARKER failed
-              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"><failure message="flaked">boom</failure></testcase>'
-            fi
-            cat > results/junit.xml <<EOF
-            <testsuite name="suite">
-              <testcase classname="suite" name="stable" file="t/stable.sh" time="0.01"/>
-              <testcase classname="suite" name="slow" file="t/slow.sh" time="2.5"/>
-              <testcase classname="suite" name="broken" file="t/broken.sh" time="0.2"><failure message="always">nope</failure></testcase>
-              $flaky
-            </testsuite>
-            EOF
-      - store_test_results:
-          path: results
-      - run:
-          name: fail when the flaky test failed
-          command: test ! -f failed
-workflows:
-  main:
-    jobs: [test]
-"#
-    .replace("MARKER", marker)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn insights_pages_and_the_flaky_badge() {
     let s = TestServer::start().await;
@@ -156,7 +49,7 @@ async fn insights_pages_and_the_flaky_badge() {
     assert_eq!(viewer.sign_in("vera", &token).await.status, 303);
 
     let marker = s.dir.path().join("flaky-marker");
-    let repo = s.repo("app", &flaky_config(&marker.display().to_string()));
+    let repo = s.repo("app", &common::flaky_config(&marker.display().to_string()));
     s.create_project(SLUG, &repo, json!({})).await;
     let path = format!("/insights/{SLUG}");
 

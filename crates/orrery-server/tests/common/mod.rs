@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -495,4 +497,43 @@ pub fn database_bytes(s: &TestServer) -> Vec<u8> {
     }
     assert!(files >= 1, "the database is in the data directory");
     out
+}
+
+/// A job whose test `flaky` fails on the first run of a revision and passes
+/// after (a marker file on the host), `broken` always fails, `slow` is slow.
+/// The job fails when `flaky` did.
+pub fn flaky_config(marker: &str) -> String {
+    r#"version: 2.1
+jobs:
+  test:
+    machine: true
+    steps:
+      - run:
+          name: run the tests
+          command: |
+            mkdir -p results
+            if [ -f MARKER ]; then
+              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"/>'
+            else
+              touch MARKER failed
+              flaky='<testcase classname="suite" name="flaky" file="t/flaky.sh" time="0.1"><failure message="flaked">boom</failure></testcase>'
+            fi
+            cat > results/junit.xml <<EOF
+            <testsuite name="suite">
+              <testcase classname="suite" name="stable" file="t/stable.sh" time="0.01"/>
+              <testcase classname="suite" name="slow" file="t/slow.sh" time="2.5"/>
+              <testcase classname="suite" name="broken" file="t/broken.sh" time="0.2"><failure message="always">nope</failure></testcase>
+              $flaky
+            </testsuite>
+            EOF
+      - store_test_results:
+          path: results
+      - run:
+          name: fail when the flaky test failed
+          command: test ! -f failed
+workflows:
+  main:
+    jobs: [test]
+"#
+    .replace("MARKER", marker)
 }
