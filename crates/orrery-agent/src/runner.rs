@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_compression::tokio::bufread::{ZstdDecoder, ZstdEncoder};
+use async_compression::tokio::bufread::ZstdDecoder;
 use futures_util::StreamExt;
 use indexmap::IndexMap;
 use orrery_config::{Executor, Job, Step, StepWhen};
 use orrery_core::{JobStatus, StepOutcome};
-use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -561,9 +561,36 @@ impl<B: TaskBackend> Run<B> {
         let mut stdin = proc.stdin.take().expect("stdin was asked for");
         let mut input = input;
         let feed = async move {
-            let copied = tokio::io::copy(&mut input, &mut stdin).await;
-            let _ = stdin.shutdown().await;
-            copied
+            // Large writes (a decompressed archive is gigabytes, and
+            // `tokio::io::copy`'s 8 KiB writes cost a syscall each), and
+            // reading (decompressing) goes on while a write waits for the
+            // command to drain its pipe: up to 8 chunks ahead.
+            let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+            let produce = async move {
+                loop {
+                    let mut buf = vec![0u8; ARCHIVE_BUF];
+                    let n = input.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    buf.truncate(n);
+                    if tx.send(buf).await.is_err() {
+                        // The writer failed; it reports why.
+                        return Ok(());
+                    }
+                }
+            };
+            let consume = async move {
+                let mut total = 0u64;
+                while let Some(chunk) = rx.recv().await {
+                    stdin.write_all(&chunk).await?;
+                    total += chunk.len() as u64;
+                }
+                let _ = stdin.shutdown().await;
+                Ok::<_, std::io::Error>(total)
+            };
+            let (produced, consumed) = tokio::join!(produce, consume);
+            produced.and(consumed)
         };
         let mut output =
             std::mem::replace(&mut proc.output, Box::pin(futures_util::stream::empty()));
@@ -879,7 +906,7 @@ impl<B: TaskBackend> Run<B> {
             .pipe_out(argv)
             .await
             .map_err(|e| fail(format!("cannot archive the cache paths: {e}")))?;
-        let compressed: ByteStream = Box::pin(ZstdEncoder::new(BufReader::new(reader)));
+        let compressed: ByteStream = Box::pin(archive_encoder(reader));
         let saved = self.backend.cache_save(&key, compressed).await;
         let messages = messages.await.unwrap_or_default();
         if !messages.is_empty() {
@@ -919,7 +946,7 @@ impl<B: TaskBackend> Run<B> {
                     short_error(&e)
                 ))
             })?;
-            let decoded = ZstdDecoder::new(BufReader::new(data));
+            let decoded = ZstdDecoder::new(BufReader::with_capacity(ARCHIVE_BUF, data));
             let root = self.env().confinement_root().to_string();
             let (code, text) = self
                 .pipe_into(
@@ -957,7 +984,7 @@ impl<B: TaskBackend> Run<B> {
             .pipe_out(argv)
             .await
             .map_err(|e| fail(format!("cannot archive the workspace: {e}")))?;
-        let compressed: ByteStream = Box::pin(ZstdEncoder::new(BufReader::new(reader)));
+        let compressed: ByteStream = Box::pin(archive_encoder(reader));
         let saved = self.backend.workspace_save(compressed).await;
         let messages = messages.await.unwrap_or_default();
         if !messages.is_empty() {
@@ -987,7 +1014,7 @@ impl<B: TaskBackend> Run<B> {
                 ))
             })?;
             for data in streams {
-                let decoded = ZstdDecoder::new(BufReader::new(data));
+                let decoded = ZstdDecoder::new(BufReader::with_capacity(ARCHIVE_BUF, data));
                 let (code, text) = self
                     .pipe_into(
                         vec![self.circleci(), "agent".into(), "untar".into(), at.clone()],
@@ -1227,6 +1254,61 @@ impl Watch {
         }
         tokio::time::Instant::now()
     }
+}
+
+/// Buffers of archive streams (caches, workspaces).
+const ARCHIVE_BUF: usize = 256 * 1024;
+
+/// Compresses a tar stream for a cache or workspace: zstd level 1 (what
+/// `zstd -1` gives, the speed/size point CI caches want) with one worker
+/// thread per core (`zstd -T0`), driven from a blocking thread.
+///
+/// Not `async_compression`'s encoder: it flushes whenever its input is not
+/// ready (every time the archiver's pipe runs dry), which makes small
+/// frames and, multithreaded, blocks on every flush until all workers are
+/// done. Memory stays bounded: the workers hold a few jobs of a few MiB,
+/// and at most 8 chunks wait in the channel.
+fn archive_encoder(reader: impl AsyncRead + Unpin + Send + 'static) -> ChannelReader {
+    struct ChannelWriter(mpsc::Sender<std::io::Result<Vec<u8>>>);
+    impl std::io::Write for ChannelWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .blocking_send(Ok(buf.to_vec()))
+                .map_err(|_| std::io::Error::other("the archive's reader is gone"))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let errors = tx.clone();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let compressed = (|| {
+            // Output in chunks of ARCHIVE_BUF.
+            let out = std::io::BufWriter::with_capacity(ARCHIVE_BUF, ChannelWriter(tx));
+            let mut encoder = zstd::stream::write::Encoder::new(out, 1)?;
+            encoder.multithread(workers)?;
+            let mut buf = vec![0u8; ARCHIVE_BUF];
+            loop {
+                let n = runtime.block_on(reader.read(&mut buf))?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut encoder, &buf[..n])?;
+            }
+            let mut out = encoder.finish()?;
+            std::io::Write::flush(&mut out)
+        })();
+        if let Err(e) = compressed {
+            let _ = errors.blocking_send(Err(e));
+        }
+    });
+    ChannelReader::new(rx)
 }
 
 /// An `AsyncRead` over chunks from a channel; an error in the channel fails

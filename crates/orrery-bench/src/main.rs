@@ -1,17 +1,19 @@
 //! `bench`: Orrery's benchmarks. Each prints its measurements, the baseline
 //! measured in the same run, the ratio, and the target.
 //!
-//! Usage: `cargo build --release -p orrery -p orrery-bench && target/release/bench [all|config|exec|server]`.
+//! Usage: `cargo build --release -p orrery -p orrery-bench && target/release/bench [all|config|exec|server|cache|web]`.
 
+mod cache;
 mod config;
 mod exec;
 mod server;
+mod web;
 
 use std::time::Duration;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let known = ["config", "exec", "server"];
+    let known = ["config", "exec", "server", "cache", "web"];
     if which != "all" && !known.contains(&which.as_str()) {
         eprintln!("usage: bench [all|{}]", known.join("|"));
         std::process::exit(2);
@@ -24,6 +26,12 @@ fn main() {
     }
     if which == "all" || which == "server" {
         server::run();
+    }
+    if which == "all" || which == "web" {
+        web::run();
+    }
+    if which == "all" || which == "cache" {
+        cache::run();
     }
 }
 

@@ -37,7 +37,7 @@ use crate::exec::tempfile_lite::Dir;
 use crate::exec::{git, orrery_binary};
 use crate::{ms, report_memory, report_noted, report_rate};
 
-const TOKEN: &str = "orrery-bench-admin-token-0123456789";
+pub(crate) const TOKEN: &str = "orrery-bench-admin-token-0123456789";
 /// Timed triggers of the no-op job (after two untimed ones).
 const TRIGGERS: usize = 50;
 /// Jobs of the queued-jobs workflow.
@@ -60,18 +60,18 @@ const LAMINAR_JOBS_PER_SEC: f64 = 100.0 / 1.1;
 const REMOTE_CLASS: &str = "bench/host";
 
 /// A child process, killed when dropped.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: PathBuf,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The end of its log, for failures.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -90,7 +90,7 @@ fn cores() -> usize {
 }
 
 /// Starts `orrery server` on a free port; returns it and its URL.
-fn start_server(bin: &Path, dir: &Path) -> (Proc, String) {
+pub(crate) fn start_server(bin: &Path, dir: &Path) -> (Proc, String) {
     let log = dir.join("server.log");
     let mut child = Command::new(bin)
         .args(["server", "--listen", "127.0.0.1:0", "--runner-slots"])
@@ -155,7 +155,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// A repository whose config is `config`.
-fn repo(config: &str) -> Dir {
+pub(crate) fn repo(config: &str) -> Dir {
     let dir = Dir::new("orrery-bench-server-repo");
     std::fs::create_dir_all(dir.path().join(".circleci")).unwrap();
     std::fs::write(dir.path().join(".circleci/config.yml"), config).unwrap();
@@ -184,18 +184,18 @@ fn queued_config(n: usize, resource_class: Option<&str>) -> String {
 }
 
 /// The `q` quantile of sorted `times`.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(base: &str) -> Api {
+    pub(crate) fn new(base: &str) -> Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
@@ -213,7 +213,7 @@ impl Api {
             .header("Circle-Token", TOKEN)
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.json(&b);
@@ -225,7 +225,7 @@ impl Api {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    async fn add_project(&self, name: &str, repo: &Path) -> String {
+    pub(crate) async fn add_project(&self, name: &str, repo: &Path) -> String {
         let slug = format!("gh/bench/{name}");
         self.call(
             Method::POST,

@@ -324,7 +324,8 @@ impl HttpBackend {
                 .header(crate::api::storage::SIZE_HEADER, file.size.to_string())
                 .header("content-length", file.size.to_string())
                 .body(reqwest::Body::wrap_stream(
-                    tokio_util::io::ReaderStream::new(body),
+                    // Large reads: each is a trip to tokio's blocking pool.
+                    tokio_util::io::ReaderStream::with_capacity(body, 256 * 1024),
                 ))
                 .send()
                 .await;

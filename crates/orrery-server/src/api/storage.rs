@@ -207,7 +207,10 @@ async fn object_response(state: &AppState, object: &str) -> ApiResult<Response> 
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, size.to_string()),
         ],
-        Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            256 * 1024,
+        )),
     )
         .into_response())
 }
