@@ -5,9 +5,10 @@
 //! - The dashboard's HTML (`/pipelines`, the newest 25): p50 and p99 against
 //!   the API's list of the same pipelines in the same run. Target: 50 ms.
 //! - A job page's HTML for the job with 1 GB of output against the same page
-//!   of a job with 1 KB of output: the page is what a browser paints first
-//!   (its output is fetched afterwards, step by step, by the script), so the
-//!   target is that it does not depend on the output's size (ratio ≤ 1.5×).
+//!   of a job with 1 MB of output (both past the page's 64 KiB cap of output
+//!   per step; the rest is fetched afterwards by the script): the page is what
+//!   a browser paints first, so the target is that it does not depend on the
+//!   output's size (ratio ≤ 1.5×). A job with 1 KB is printed for reference.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,8 @@ use crate::{ms, report_noted};
 const PIPELINES: usize = 10_000;
 const REQUESTS: usize = 40;
 const BIG_OUTPUT: usize = 1024 * 1024 * 1024;
-const CHUNK: usize = 1024 * 1024;
+/// What a runner sends at most in one output chunk.
+const CHUNK: usize = 64 * 1024;
 const DASHBOARD_TARGET: Duration = Duration::from_millis(50);
 
 fn job(w: &Workflow, name: &str, deps: &[&str], position: i64) -> Job {
@@ -210,7 +212,9 @@ pub fn run() {
         let seeding = Instant::now();
         let (w_small, small_jobs, small_tasks) = seed(&store, &project_id, 1).await;
         output(&store, &small_tasks[0], 1024).await;
-        seed(&store, &project_id, PIPELINES - 2).await;
+        let (w_mid, mid_jobs, mid_tasks) = seed(&store, &project_id, 1).await;
+        output(&store, &mid_tasks[0], 1024 * 1024).await;
+        seed(&store, &project_id, PIPELINES - 3).await;
         let (w_big, big_jobs, big_tasks) = seed(&store, &project_id, 1).await;
         output(&store, &big_tasks[0], BIG_OUTPUT).await;
         println!("  (seeded in {:.1} s)", seeding.elapsed().as_secs_f64());
@@ -266,16 +270,23 @@ pub fn run() {
             )
         };
         let small_url = page(1, &w_small, &small_jobs[0]);
+        let mid_url = page(2, &w_mid, &mid_jobs[0]);
         let big_url = page(PIPELINES, &w_big, &big_jobs[0]);
         let small = time_gets(&http, &small_url, Some(&cookie)).await;
+        let mid = time_gets(&http, &mid_url, Some(&cookie)).await;
         let big = time_gets(&http, &big_url, Some(&cookie)).await;
-        let small_p50 = quantile(&small, 0.5);
+        let mid_p50 = quantile(&mid, 0.5);
+        // Past the page's cap (64 KiB a step), more output must cost nothing.
         report_noted(
             "job page HTML, 1 GB of output (p50)",
             quantile(&big, 0.5),
-            Some(("1 KB of output", small_p50)),
-            small_p50.mul_f64(1.5).max(Duration::from_millis(5)),
-            " (1.5x the small job's page)",
+            Some(("1 MB of output", mid_p50)),
+            mid_p50.mul_f64(1.5),
+            " (1.5x the 1 MB job's page)",
+        );
+        println!(
+            "  (job page with 1 KB of output: p50 {}; the page holds at most 64 KiB of a step's output)",
+            ms(quantile(&small, 0.5))
         );
         let rss = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
             .ok()

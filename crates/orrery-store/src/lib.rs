@@ -1392,7 +1392,9 @@ impl Store {
 
     /// The highest sequence number stored for each step of a task.
     pub async fn output_marks(&self, task_id: &str) -> Result<Vec<(i64, i64)>> {
-        let rows = sqlx::query("SELECT step_index, MAX(seq) AS seq FROM output WHERE task_id = $1 GROUP BY step_index ORDER BY step_index")
+        // A skip scan: two index lookups per step, not a walk over every
+        // chunk of a long output.
+        let rows = sqlx::query("WITH RECURSIVE st(i) AS (SELECT MIN(step_index) FROM output WHERE task_id = $1 UNION ALL SELECT (SELECT MIN(o.step_index) FROM output o WHERE o.task_id = $1 AND o.step_index > st.i) FROM st WHERE st.i IS NOT NULL) SELECT st.i AS step_index, (SELECT MAX(o.seq) FROM output o WHERE o.task_id = $1 AND o.step_index = st.i) AS seq FROM st WHERE st.i IS NOT NULL ORDER BY st.i")
             .bind(task_id)
             .fetch_all(&self.pool)
             .await?;

@@ -280,7 +280,7 @@ async fn output_tail(
     budget: usize,
 ) -> Result<(Vec<u8>, bool), ApiError> {
     let mut until = last_seq + 1;
-    let mut want = 4i64;
+    let mut want = 1i64;
     let mut pages: Vec<Vec<(i64, Vec<u8>)>> = Vec::new();
     let mut size = 0usize;
     while until > 0 && size < budget {
