@@ -102,6 +102,22 @@ pub struct PutOptions {
     pub size: Option<u64>,
     /// The most bytes accepted.
     pub max_size: Option<u64>,
+    /// The data ends with a [`FOOTER_LEN`]-byte footer, not stored: the
+    /// SHA-256 (32 bytes) and the size (8 bytes, big-endian) of what comes
+    /// before it, which are then what the data must have. A sender that
+    /// computes both while it streams announces them at the end.
+    pub footer: bool,
+}
+
+/// The length of a [`PutOptions::footer`].
+pub const FOOTER_LEN: usize = 40;
+
+/// The footer for data of `size` bytes with digest `sha256`.
+pub fn footer(sha256: &[u8; 32], size: u64) -> [u8; FOOTER_LEN] {
+    let mut f = [0u8; FOOTER_LEN];
+    f[..32].copy_from_slice(sha256);
+    f[32..].copy_from_slice(&size.to_be_bytes());
+    f
 }
 
 #[derive(Clone)]
@@ -278,21 +294,35 @@ impl Blobs {
         let mut size = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         let limit = options.max_size.or(options.size);
+        // With a footer, the last bytes read are held back until more come.
+        let mut held: Vec<u8> = Vec::new();
         let outcome: Result<()> = async {
             loop {
                 let n = data.read(&mut buf).await.map_err(BlobError::Input)?;
                 if n == 0 {
                     break;
                 }
-                size += n as u64;
+                let chunk: &[u8] = if options.footer {
+                    held.extend_from_slice(&buf[..n]);
+                    if held.len() <= FOOTER_LEN {
+                        continue;
+                    }
+                    let take = held.len() - FOOTER_LEN;
+                    buf[..take].copy_from_slice(&held[..take]);
+                    held.drain(..take);
+                    &buf[..take]
+                } else {
+                    &buf[..n]
+                };
+                size += chunk.len() as u64;
                 if let Some(limit) = limit
                     && size > limit
                 {
                     return Err(BlobError::TooLarge { limit });
                 }
-                hasher.update(&buf[..n]);
+                hasher.update(chunk);
                 writer
-                    .write_all(&buf[..n])
+                    .write_all(chunk)
                     .await
                     .map_err(|e| BlobError::Store(format!("writing to {}: {e}", self.location)))?;
             }
@@ -300,8 +330,25 @@ impl Blobs {
         }
         .await;
         let sha256 = hex::encode(hasher.finalize());
+        let (expected_sha, expected_size) = if options.footer {
+            if outcome.is_ok() && held.len() != FOOTER_LEN {
+                let _ = writer.abort().await;
+                return Err(BlobError::Input(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the upload ends before its footer (digest and size)",
+                )));
+            }
+            let mut len = [0u8; 8];
+            len.copy_from_slice(held.get(32..FOOTER_LEN).unwrap_or(&[0; 8]));
+            (
+                Some(hex::encode(held.get(..32).unwrap_or_default())),
+                Some(u64::from_be_bytes(len)),
+            )
+        } else {
+            (options.sha256.clone(), options.size)
+        };
         let checked = outcome.and_then(|()| {
-            if let Some(expected) = &options.sha256
+            if let Some(expected) = &expected_sha
                 && !expected.eq_ignore_ascii_case(&sha256)
             {
                 return Err(BlobError::Checksum {
@@ -309,8 +356,8 @@ impl Blobs {
                     actual: sha256.clone(),
                 });
             }
-            if let Some(expected) = options.size
-                && expected != size
+            if let Some(expected) = &expected_size
+                && *expected != size
             {
                 return Err(BlobError::Input(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

@@ -77,6 +77,72 @@ async fn suite(b: &Blobs) {
         Some(big.len() as u64)
     );
 
+    // A footer carries the digest and size at the end: stored without it.
+    let with_footer = |data: &[u8], sha: [u8; 32], size: u64| {
+        let mut v = data.to_vec();
+        v.extend_from_slice(&orrery_blob::footer(&sha, size));
+        v
+    };
+    let sha: [u8; 32] = Sha256::digest(&big).into();
+    let footed = PutOptions {
+        footer: true,
+        ..Default::default()
+    };
+    let stored = b
+        .put(
+            "caches/p/footed",
+            &with_footer(&big, sha, big.len() as u64)[..],
+            &footed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored.size, stored.sha256.clone()),
+        (big.len() as u64, digest.clone())
+    );
+    assert_eq!(read_all(b, "caches/p/footed").await, big);
+    // Empty data, footer only.
+    let empty: [u8; 32] = Sha256::digest(b"").into();
+    let stored = b
+        .put(
+            "caches/p/footed-empty",
+            &with_footer(b"", empty, 0)[..],
+            &footed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.size, 0);
+    // Data that does not match its footer, a wrong size, a body cut inside
+    // the data or the footer: refused, nothing visible.
+    let mut flipped = with_footer(&big, sha, big.len() as u64);
+    flipped[1000] ^= 1;
+    let err = b
+        .put("caches/p/f1", &flipped[..], &footed)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::Checksum { .. }), "{err}");
+    let err = b
+        .put("caches/p/f2", &with_footer(&big, sha, 7)[..], &footed)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expected 7 bytes"), "{err}");
+    let whole = with_footer(&big, sha, big.len() as u64);
+    for cut in [whole.len() - 10, whole.len() - 40, 5_000_000, 20] {
+        let err = b
+            .put("caches/p/f3", &whole[..cut], &footed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BlobError::Checksum { .. } | BlobError::Input(_)),
+            "cut at {cut}: {err}"
+        );
+    }
+    for key in ["caches/p/f1", "caches/p/f2", "caches/p/f3"] {
+        assert_eq!(b.size(key).await.unwrap(), None, "{key}");
+    }
+    b.delete("caches/p/footed").await.unwrap();
+    b.delete("caches/p/footed-empty").await.unwrap();
+
     // A wrong checksum: refused, nothing visible.
     let err = b
         .put(

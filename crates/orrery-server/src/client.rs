@@ -306,6 +306,88 @@ impl HttpBackend {
         Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
     }
 
+    /// Streams `data` to the server as it is read, its digest and size in a
+    /// footer ([`orrery_blob::footer`]), so making an archive and sending it
+    /// overlap; a copy is spooled on the way, and sent again with its digest
+    /// in headers ([`Self::upload`]) if the streamed transfer fails.
+    async fn stream_upload(
+        &self,
+        method: Method,
+        path: &str,
+        mut data: ByteStream,
+    ) -> Result<reqwest::Response, BackendError> {
+        use sha2::Digest;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::fs::create_dir_all(&self.spool).await?;
+        let mut spooled = Spooled {
+            path: self
+                .spool
+                .join(format!("upload-{}", orrery_store::new_id())),
+            sha256: String::new(),
+            size: 0,
+        };
+        let mut file = tokio::fs::File::create(&spooled.path).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let sending = tokio::spawn(
+            self.request(method.clone(), path)
+                .header(crate::api::storage::DIGEST_HEADER, "footer")
+                .body(reqwest::Body::wrap_stream(body))
+                .send(),
+        );
+        let mut hasher = sha2::Sha256::new();
+        let mut streaming = true;
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            let n = match data.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    // The server must not keep a part of it.
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the data could not be read")))
+                        .await;
+                    return Err(e.into());
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            file.write_all(&buf).await?;
+            spooled.size += n as u64;
+            if streaming && tx.send(Ok(bytes::Bytes::from(buf))).await.is_err() {
+                // The server answered early (a refusal, or a failure).
+                streaming = false;
+            }
+        }
+        file.flush().await?;
+        drop(file);
+        let digest: [u8; 32] = hasher.finalize().into();
+        spooled.sha256 = hex::encode(digest);
+        if streaming {
+            let footer = orrery_blob::footer(&digest, spooled.size);
+            let _ = tx.send(Ok(bytes::Bytes::copy_from_slice(&footer))).await;
+        }
+        drop(tx);
+        match sending.await {
+            Ok(Ok(r)) if r.status().is_success() => return Ok(r),
+            Ok(Ok(r)) if !r.status().is_server_error() => return Err(refused(failure(r).await)),
+            Ok(Ok(r)) => {
+                tracing::warn!(status = %r.status(), "a streamed upload failed; sending it again");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e.without_url(), "a streamed upload failed; sending it again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a streamed upload failed; sending it again");
+            }
+        }
+        self.upload(method, path, &spooled).await
+    }
+
     /// Uploads a spooled file, retrying transport failures and server
     /// errors (the file is resent whole).
     async fn upload(
@@ -371,12 +453,11 @@ impl orrery_agent::TaskBackend for HttpBackend {
     }
 
     async fn cache_save(&self, key: &str, data: ByteStream) -> Result<bool, BackendError> {
-        let file = spool(&self.spool, data).await?;
         let r = self
-            .upload(
+            .stream_upload(
                 Method::PUT,
                 &format!("/caches/object?key={}", enc(key)),
-                &file,
+                data,
             )
             .await?;
         Ok(r.status() == reqwest::StatusCode::CREATED)
@@ -399,8 +480,7 @@ impl orrery_agent::TaskBackend for HttpBackend {
     }
 
     async fn workspace_save(&self, data: ByteStream) -> Result<(), BackendError> {
-        let file = spool(&self.spool, data).await?;
-        self.upload(Method::PUT, "/workspace", &file).await?;
+        self.stream_upload(Method::PUT, "/workspace", data).await?;
         Ok(())
     }
 

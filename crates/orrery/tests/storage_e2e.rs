@@ -574,6 +574,44 @@ workflows:
     assert_refused(&r, "x-orrery-sha256 header is missing");
     let r = fake.put(key_path, "not-hex", data.len(), &data);
     assert_refused(&r, "64 hex digits");
+    // Streamed with the digest and size in a footer (what runners send):
+    // the same checks.
+    let footed = |body: &[u8], digest_of: &[u8], size: usize| {
+        let mut v = body.to_vec();
+        v.extend_from_slice(&hex::decode(sha256_hex(digest_of)).unwrap());
+        v.extend_from_slice(&(size as u64).to_be_bytes());
+        v
+    };
+    let digest = [("X-Orrery-Digest", "footer")];
+    let mut flipped = footed(&data, &data, data.len());
+    flipped[77] ^= 0x20;
+    let r = fake.call("PUT", key_path, &digest, Some(&flipped));
+    assert_refused(&r, "does not match its checksum");
+    let r = fake.call("PUT", key_path, &digest, Some(&footed(&data, &data, 5)));
+    assert_refused(&r, &format!("expected 5 bytes, got {}", data.len()));
+    let r = fake.call("PUT", key_path, &digest, Some(&data[..30]));
+    assert_refused(&r, "ends before its footer");
+    let r = fake.call(
+        "PUT",
+        key_path,
+        &[("X-Orrery-Digest", "trailer")],
+        Some(&data),
+    );
+    assert_refused(&r, "must be `footer`");
+    let r = fake.call(
+        "PUT",
+        key_path,
+        &[("X-Orrery-Digest", "footer"), ("X-Orrery-Sha256", &sha)],
+        Some(&footed(&data, &data, data.len())),
+    );
+    assert_refused(&r, "are not sent");
+    let r = fake.call(
+        "PUT",
+        "/artifacts?prefix=out",
+        &digest,
+        Some(&footed(&data, &data, data.len())),
+    );
+    assert_refused(&r, "artifacts announce their digest");
     fake.heartbeat();
     // Cut off mid-stream: the server answers, if it still can.
     let cut = fake.cut(key_path, &data, data.len() / 2, true);

@@ -34,6 +34,10 @@ use crate::storage::TaskStorage;
 
 pub const SHA256_HEADER: &str = "x-orrery-sha256";
 pub const SIZE_HEADER: &str = "x-orrery-size";
+/// `footer`: the body ends with its digest and size
+/// ([`orrery_blob::footer`]) instead of announcing them in headers, so a
+/// runner can stream an archive while it makes it. Caches and workspaces.
+pub const DIGEST_HEADER: &str = "x-orrery-digest";
 
 /// How long a signed download URL is valid.
 const SIGNED_FOR: Duration = Duration::from_secs(600);
@@ -107,6 +111,22 @@ async fn held(
 
 /// The digest and size a runner announced for an upload.
 fn announced(headers: &HeaderMap) -> ApiResult<PutOptions> {
+    if let Some(mode) = headers.get(DIGEST_HEADER) {
+        if mode.as_bytes() != b"footer" {
+            return Err(ApiError::BadRequest(format!(
+                "{DIGEST_HEADER} must be `footer` (or left out, with {SHA256_HEADER} and {SIZE_HEADER})"
+            )));
+        }
+        if headers.contains_key(SHA256_HEADER) || headers.contains_key(SIZE_HEADER) {
+            return Err(ApiError::BadRequest(format!(
+                "with a footer, {SHA256_HEADER} and {SIZE_HEADER} are not sent"
+            )));
+        }
+        return Ok(PutOptions {
+            footer: true,
+            ..PutOptions::default()
+        });
+    }
     let sha256 = headers
         .get(SHA256_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -129,7 +149,7 @@ fn announced(headers: &HeaderMap) -> ApiResult<PutOptions> {
     Ok(PutOptions {
         sha256: Some(sha256),
         size: Some(size),
-        max_size: None,
+        ..PutOptions::default()
     })
 }
 
@@ -358,6 +378,11 @@ async fn artifacts_put(
         ));
     }
     let options = announced(&headers)?;
+    if options.footer {
+        return Err(ApiError::BadRequest(format!(
+            "artifacts announce their digest and size in {SHA256_HEADER} and {SIZE_HEADER}"
+        )));
+    }
     // The tar is read entry by entry from a file: spool it, checked.
     let spool = state.data_dir.join("tmp");
     tokio::fs::create_dir_all(&spool)
