@@ -19,9 +19,9 @@
 //!   beside the baseline's: on a shared machine they say more than the times.
 //! - Every measurement starts with `sync` (the jobs' in untimed steps).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 
 use crate::exec::tempfile_lite::Dir;
 use crate::exec::{git, orrery_binary};
+use crate::server::{self, Proc};
 use crate::{report_memory, report_rate};
 
 const TOKEN: &str = "orrery-bench-admin-token-0123456789";
@@ -41,31 +42,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 const TARGET_RATIO: f64 = 0.8;
 const TARGET_RSS_MB: f64 = 100.0;
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// xorshift64: fast, and good enough to defeat a compressor.
 struct Rng(u64);
@@ -487,62 +463,20 @@ enum Storage {
 }
 
 fn start_server(bin: &Path, dir: &Path, storage: &Storage) -> (Proc, String) {
-    let log = dir.join("server.log");
-    let mut cmd = Command::new(bin);
-    cmd.args(["server", "--listen", "127.0.0.1:0", "--runner-slots", "0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--orb-dir")
-        .arg(dir.join("orbs"))
-        .env("ORRERY_ADMIN_TOKEN", TOKEN)
-        .env_remove("ORRERY_CONFIG")
-        .env_remove("ORRERY_DATABASE_URL")
-        .env_remove("ORRERY_BLOB_URL")
-        .env_remove("ORRERY_URL");
-    if let Storage::S3 { endpoint } = storage {
-        cmd.args(["--blob-url", "s3://orrery-bench/caches"])
-            .env("AWS_ENDPOINT", endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "orrery-bench")
-            .env("AWS_SECRET_ACCESS_KEY", "orrery-bench-secret");
-    }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("server log"))
-        .spawn()
-        .expect("start orrery server");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some((_, url)) = line.split_once(" is listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
+    server::start_server_with(bin, dir, 0, |cmd| {
+        if let Storage::S3 { endpoint } = storage {
+            cmd.args(["--blob-url", "s3://orrery-bench/caches"])
+                .env("AWS_ENDPOINT", endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "orrery-bench")
+                .env("AWS_SECRET_ACCESS_KEY", "orrery-bench-secret");
         }
-    });
-    let proc = Proc { child, log };
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(url) => (proc, url),
-        Err(_) => panic!("orrery server did not start:\n{}", proc.log_tail()),
-    }
+    })
 }
 
 fn start_runner(bin: &Path, dir: &Path, url: &str, token: &str) -> Proc {
-    let log = dir.join("runner.log");
-    let child = Command::new(bin)
-        .args(["runner", "--url", url, "--name", "bench", "--slots", "1"])
-        .env("ORRERY_RUNNER_TOKEN", token)
-        .arg("--work-dir")
-        .arg(dir.join("runner"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("runner log"))
-        .spawn()
-        .expect("start orrery runner");
-    Proc { child, log }
+    server::start_runner(bin, dir, url, token, 1)
 }
 
 /// moto's S3 server on a free port, with a bucket `orrery-bench`; `None`

@@ -61,8 +61,8 @@ const REMOTE_CLASS: &str = "bench/host";
 
 /// A child process, killed when dropped.
 pub(crate) struct Proc {
-    child: Child,
-    log: PathBuf,
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Proc {
@@ -91,10 +91,21 @@ fn cores() -> usize {
 
 /// Starts `orrery server` on a free port; returns it and its URL.
 pub(crate) fn start_server(bin: &Path, dir: &Path) -> (Proc, String) {
+    start_server_with(bin, dir, cores(), |_| {})
+}
+
+/// Starts `orrery server` with `slots` embedded runner slots on a free
+/// port, `configure` adding to its command; returns it and its URL.
+pub(crate) fn start_server_with(
+    bin: &Path,
+    dir: &Path,
+    slots: usize,
+    configure: impl FnOnce(&mut Command),
+) -> (Proc, String) {
     let log = dir.join("server.log");
-    let mut child = Command::new(bin)
-        .args(["server", "--listen", "127.0.0.1:0", "--runner-slots"])
-        .arg(cores().to_string())
+    let mut cmd = Command::new(bin);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--runner-slots"])
+        .arg(slots.to_string())
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--orb-dir")
@@ -102,7 +113,10 @@ pub(crate) fn start_server(bin: &Path, dir: &Path) -> (Proc, String) {
         .env("ORRERY_ADMIN_TOKEN", TOKEN)
         .env_remove("ORRERY_CONFIG")
         .env_remove("ORRERY_DATABASE_URL")
-        .env_remove("ORRERY_URL")
+        .env_remove("ORRERY_BLOB_URL")
+        .env_remove("ORRERY_URL");
+    configure(&mut cmd);
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("server log"))
@@ -127,7 +141,7 @@ pub(crate) fn start_server(bin: &Path, dir: &Path) -> (Proc, String) {
     }
 }
 
-fn start_runner(bin: &Path, dir: &Path, url: &str, token: &str, slots: usize) -> Proc {
+pub(crate) fn start_runner(bin: &Path, dir: &Path, url: &str, token: &str, slots: usize) -> Proc {
     let log = dir.join("runner.log");
     let child = Command::new(bin)
         .args(["runner", "--url", url, "--name", "bench"])
