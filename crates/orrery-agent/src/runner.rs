@@ -868,6 +868,24 @@ impl<B: TaskBackend> Run<B> {
         .map_err(fail)
     }
 
+    /// Whether an archive whose upload ended with `saved` is made and sent
+    /// again: when storage was unavailable (not when it refused), up to
+    /// [`ARCHIVE_ATTEMPTS`] times, after a pause that grows.
+    async fn again<T>(&mut self, saved: &Result<T, BackendError>, attempt: u32) -> bool {
+        match saved {
+            Err(BackendError::Unavailable(why)) if attempt < ARCHIVE_ATTEMPTS => {
+                tracing::warn!(error = %why, "an upload failed; making the archive again");
+                self.out(format!(
+                    "The upload failed ({why}); trying again ({}/{ARCHIVE_ATTEMPTS})",
+                    attempt + 1
+                ));
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn save_cache(&mut self, key_template: &str, paths: &[String]) -> StepResult {
         let key = self.cache_key(key_template).await?;
         if key.len() > 900 {
@@ -902,16 +920,23 @@ impl<B: TaskBackend> Run<B> {
             argv.push(abs);
         }
         self.out(format!("Creating cache archive of {}", paths.join(", ")));
-        let (reader, messages) = self
-            .pipe_out(argv)
-            .await
-            .map_err(|e| fail(format!("cannot archive the cache paths: {e}")))?;
-        let compressed: ByteStream = Box::pin(archive_encoder(reader));
-        let saved = self.backend.cache_save(&key, compressed).await;
-        let messages = messages.await.unwrap_or_default();
-        if !messages.is_empty() {
-            self.out(&messages);
-        }
+        let mut attempt = 0;
+        let saved = loop {
+            attempt += 1;
+            let (reader, messages) = self
+                .pipe_out(argv.clone())
+                .await
+                .map_err(|e| fail(format!("cannot archive the cache paths: {e}")))?;
+            let compressed: ByteStream = Box::pin(archive_encoder(reader));
+            let saved = self.backend.cache_save(&key, compressed).await;
+            let messages = messages.await.unwrap_or_default();
+            if !messages.is_empty() {
+                self.out(&messages);
+            }
+            if !self.again(&saved, attempt).await {
+                break saved;
+            }
+        };
         match saved {
             Ok(true) => {
                 self.out(format!("Stored Cache to {key}"));
@@ -980,16 +1005,23 @@ impl<B: TaskBackend> Run<B> {
             "--glob".into(),
         ];
         argv.extend(paths.iter().cloned());
-        let (reader, messages) = self
-            .pipe_out(argv)
-            .await
-            .map_err(|e| fail(format!("cannot archive the workspace: {e}")))?;
-        let compressed: ByteStream = Box::pin(archive_encoder(reader));
-        let saved = self.backend.workspace_save(compressed).await;
-        let messages = messages.await.unwrap_or_default();
-        if !messages.is_empty() {
-            self.out(&messages);
-        }
+        let mut attempt = 0;
+        let saved = loop {
+            attempt += 1;
+            let (reader, messages) = self
+                .pipe_out(argv.clone())
+                .await
+                .map_err(|e| fail(format!("cannot archive the workspace: {e}")))?;
+            let compressed: ByteStream = Box::pin(archive_encoder(reader));
+            let saved = self.backend.workspace_save(compressed).await;
+            let messages = messages.await.unwrap_or_default();
+            if !messages.is_empty() {
+                self.out(&messages);
+            }
+            if !self.again(&saved, attempt).await {
+                break saved;
+            }
+        };
         saved.map_err(|e| {
             fail(format!(
                 "cannot persist to the workspace: {}",
@@ -1255,6 +1287,9 @@ impl Watch {
         tokio::time::Instant::now()
     }
 }
+
+/// How many times an archive is made and sent when storage is unavailable.
+const ARCHIVE_ATTEMPTS: u32 = 3;
 
 /// Buffers of archive streams (caches, workspaces).
 const ARCHIVE_BUF: usize = 256 * 1024;

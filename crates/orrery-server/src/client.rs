@@ -308,8 +308,9 @@ impl HttpBackend {
 
     /// Streams `data` to the server as it is read, its digest and size in a
     /// footer ([`orrery_blob::footer`]), so making an archive and sending it
-    /// overlap; a copy is spooled on the way, and sent again with its digest
-    /// in headers ([`Self::upload`]) if the streamed transfer fails.
+    /// overlap and nothing is written to the runner's disk. A failure of the
+    /// transfer or of the server's storage is [`BackendError::Unavailable`]:
+    /// the agent makes the archive again and resends it.
     async fn stream_upload(
         &self,
         method: Method,
@@ -317,27 +318,19 @@ impl HttpBackend {
         mut data: ByteStream,
     ) -> Result<reqwest::Response, BackendError> {
         use sha2::Digest;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tokio::fs::create_dir_all(&self.spool).await?;
-        let mut spooled = Spooled {
-            path: self
-                .spool
-                .join(format!("upload-{}", orrery_store::new_id())),
-            sha256: String::new(),
-            size: 0,
-        };
-        let mut file = tokio::fs::File::create(&spooled.path).await?;
+        use tokio::io::AsyncReadExt;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
         let body = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
         let sending = tokio::spawn(
-            self.request(method.clone(), path)
+            self.request(method, path)
                 .header(crate::api::storage::DIGEST_HEADER, "footer")
                 .body(reqwest::Body::wrap_stream(body))
                 .send(),
         );
         let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
         let mut streaming = true;
         loop {
             let mut buf = vec![0u8; 256 * 1024];
@@ -354,38 +347,34 @@ impl HttpBackend {
             if n == 0 {
                 break;
             }
+            if !streaming {
+                // The server answered early: read the rest, so that what
+                // makes it ends normally.
+                continue;
+            }
             buf.truncate(n);
             hasher.update(&buf);
-            file.write_all(&buf).await?;
-            spooled.size += n as u64;
-            if streaming && tx.send(Ok(bytes::Bytes::from(buf))).await.is_err() {
-                // The server answered early (a refusal, or a failure).
+            size += n as u64;
+            if tx.send(Ok(bytes::Bytes::from(buf))).await.is_err() {
                 streaming = false;
             }
         }
-        file.flush().await?;
-        drop(file);
-        let digest: [u8; 32] = hasher.finalize().into();
-        spooled.sha256 = hex::encode(digest);
         if streaming {
-            let footer = orrery_blob::footer(&digest, spooled.size);
+            let digest: [u8; 32] = hasher.finalize().into();
+            let footer = orrery_blob::footer(&digest, size);
             let _ = tx.send(Ok(bytes::Bytes::copy_from_slice(&footer))).await;
         }
         drop(tx);
+        let unavailable = |e: ApiError| BackendError::Unavailable(e.0);
         match sending.await {
-            Ok(Ok(r)) if r.status().is_success() => return Ok(r),
-            Ok(Ok(r)) if !r.status().is_server_error() => return Err(refused(failure(r).await)),
-            Ok(Ok(r)) => {
-                tracing::warn!(status = %r.status(), "a streamed upload failed; sending it again");
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e.without_url(), "a streamed upload failed; sending it again");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "a streamed upload failed; sending it again");
-            }
+            Ok(Ok(r)) if r.status().is_success() => Ok(r),
+            Ok(Ok(r)) if r.status().is_server_error() => Err(unavailable(failure(r).await)),
+            Ok(Ok(r)) => Err(refused(failure(r).await)),
+            Ok(Err(e)) => Err(unavailable(transport(e))),
+            Err(e) => Err(BackendError::Unavailable(format!(
+                "the upload stopped: {e}"
+            ))),
         }
-        self.upload(method, path, &spooled).await
     }
 
     /// Uploads a spooled file, retrying transport failures and server
