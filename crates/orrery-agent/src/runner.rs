@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_compression::tokio::bufread::ZstdDecoder;
 use futures_util::StreamExt;
 use indexmap::IndexMap;
 use orrery_config::{Executor, Job, Step, StepWhen};
 use orrery_core::{JobStatus, StepOutcome};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -971,7 +970,7 @@ impl<B: TaskBackend> Run<B> {
                     short_error(&e)
                 ))
             })?;
-            let decoded = ZstdDecoder::new(BufReader::with_capacity(ARCHIVE_BUF, data));
+            let decoded = archive_decoder(data);
             let root = self.env().confinement_root().to_string();
             let (code, text) = self
                 .pipe_into(
@@ -1046,7 +1045,7 @@ impl<B: TaskBackend> Run<B> {
                 ))
             })?;
             for data in streams {
-                let decoded = ZstdDecoder::new(BufReader::with_capacity(ARCHIVE_BUF, data));
+                let decoded = archive_decoder(data);
                 let (code, text) = self
                     .pipe_into(
                         vec![self.circleci(), "agent".into(), "untar".into(), at.clone()],
@@ -1341,6 +1340,52 @@ fn archive_encoder(reader: impl AsyncRead + Unpin + Send + 'static) -> ChannelRe
         })();
         if let Err(e) = compressed {
             let _ = errors.blocking_send(Err(e));
+        }
+    });
+    ChannelReader::new(rx)
+}
+
+/// Decompresses a cache or workspace archive on a blocking thread, so that
+/// decompressing goes on while the extracting command drains what came
+/// before (at most 8 chunks of [`ARCHIVE_BUF`] wait in the channel).
+fn archive_decoder(reader: impl AsyncRead + Unpin + Send + 'static) -> ChannelReader {
+    /// The async reader, read from the blocking thread.
+    struct Blocking<R> {
+        inner: R,
+        runtime: tokio::runtime::Handle,
+    }
+    impl<R: AsyncRead + Unpin> std::io::Read for Blocking<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.runtime.block_on(self.inner.read(buf))
+        }
+    }
+    let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let input = std::io::BufReader::with_capacity(
+            ARCHIVE_BUF,
+            Blocking {
+                inner: reader,
+                runtime,
+            },
+        );
+        let decoded = (|| {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
+            loop {
+                let mut buf = vec![0u8; ARCHIVE_BUF];
+                let n = std::io::Read::read(&mut decoder, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.blocking_send(Ok(buf)).is_err() {
+                    // The reader is gone; it says why.
+                    return Ok(());
+                }
+            }
+        })();
+        if let Err(e) = decoded {
+            let _ = tx.blocking_send(Err(e));
         }
     });
     ChannelReader::new(rx)
