@@ -66,6 +66,8 @@ pub struct AppState {
     pub listen: SocketAddr,
     pub embedded_slots: usize,
     pub started_at: std::time::Instant,
+    /// Failed sign-ins per login, for throttling ([`web::session`]).
+    pub signin_failures: web::session::Failures,
 }
 
 /// How to run a server.
@@ -227,6 +229,7 @@ impl Server {
             listen: addr,
             embedded_slots: config.embedded_slots,
             started_at: started,
+            signin_failures: web::session::Failures::default(),
         });
 
         let mut tasks = tokio::task::JoinSet::new();

@@ -399,3 +399,24 @@ async fn live_events_say_when_a_pipeline_changes() {
     .expect("a change event");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_is_throttled_per_login_after_five_failures() {
+    let s = TestServer::start().await;
+    let token = s.user_token("vera", Role::Viewer).await;
+    let mut b = Browser::new(&s);
+    for _ in 0..5 {
+        assert_eq!(b.sign_in("vera", "guess").await.status, 401);
+    }
+    // Now even the right password waits, for this login (in any case).
+    for login in ["vera", "VERA"] {
+        let p = b.sign_in(login, &token).await;
+        assert_eq!(p.status, 429, "{}", p.body);
+        assert!(p.body.contains("Too many failed sign-ins"), "{}", p.body);
+        assert!(p.set_cookie.is_none());
+    }
+    // Other logins are not held up.
+    let p = b.sign_in("admin", ADMIN_TOKEN).await;
+    assert_eq!(p.status, 303);
+    s.stop().await;
+}

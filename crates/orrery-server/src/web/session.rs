@@ -32,6 +32,42 @@ const SESSION_DAYS: i64 = 14;
 /// The largest form body.
 const MAX_FORM: usize = 1024 * 1024;
 
+/// Failed sign-ins allowed per login within [`FAILURE_WINDOW`]; then
+/// sign-ins of that login are refused until the window has passed.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Recent failed sign-ins: login → (failures, when the first of them was).
+/// In memory: a restart forgets them, which costs an attacker a restart
+/// they cannot cause.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>);
+
+impl Failures {
+    /// How long `login` must wait before trying again, if it must.
+    fn locked(&self, login: &str) -> Option<std::time::Duration> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        map.retain(|_, (_, first)| now.duration_since(*first) < FAILURE_WINDOW);
+        map.get(login)
+            .filter(|(n, _)| *n >= MAX_FAILURES)
+            .map(|(_, first)| FAILURE_WINDOW.saturating_sub(now.duration_since(*first)))
+    }
+
+    fn failed(&self, login: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry(login.to_string())
+            .or_insert((0, std::time::Instant::now()));
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, login: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(login);
+    }
+}
+
 /// A signed-in user of the web app.
 #[derive(Clone, Debug)]
 pub struct WebUser {
@@ -232,6 +268,19 @@ pub async fn signin(
     check_origin(&headers)?;
     let next = safe_next(form.next.as_deref());
     let login = form.login.trim();
+    let throttle_key = login.to_lowercase();
+    if let Some(wait) = state.signin_failures.locked(&throttle_key) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let mut r = page_response(signin_form(
+            &next,
+            login,
+            Some(&format!(
+                "Too many failed sign-ins for this login; try again in {minutes} minute(s)."
+            )),
+        ));
+        *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        return Ok(r);
+    }
     let user = match state.store.user_with_password(login).await? {
         Some((user, Some(hash))) if password_matches(&form.password, &hash) => Some(user),
         // A user's API token works as a password: how `admin` signs in
@@ -244,10 +293,12 @@ pub async fn signin(
         None => None,
     };
     let Some(user) = user else {
+        state.signin_failures.failed(&throttle_key);
         let mut r = page_response(signin_form(&next, login, Some("Wrong login or password.")));
         *r.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
         return Ok(r);
     };
+    state.signin_failures.succeeded(&throttle_key);
     let token = new_token();
     state
         .store
