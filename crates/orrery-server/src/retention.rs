@@ -22,6 +22,10 @@
 //!   way leaves `deleting` rows that the next pass finishes;
 //! - a cache claim whose saver died (`saving` for over [`STALE_CLAIM`]) is
 //!   removed with whatever it uploaded.
+//!
+//! Once a day [`sweep_orphans`] removes objects no row names that are older
+//! than [`ORPHAN_AGE`]: uploads whose row was never written because the
+//! server stopped in between.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +139,41 @@ impl Swept {
 
 fn cutoff(now: Millis, keep: Duration) -> Millis {
     now.saturating_sub(keep.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// Objects older than this that no row names are removed by
+/// [`sweep_orphans`]; an upload writes its row right after its object.
+pub const ORPHAN_AGE: Duration = DAY;
+
+/// Removes the objects under task storage's prefixes that are older than
+/// [`ORPHAN_AGE`] at `now` and that no row names; how many.
+pub async fn sweep_orphans(state: &AppState, now: Millis) -> Result<u64, StoreError> {
+    let before = cutoff(now, ORPHAN_AGE);
+    let mut removed = 0;
+    for prefix in ["caches", "workspaces", "artifacts"] {
+        let listed = match state.blobs.list(prefix).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(prefix, error = %e, "cannot list objects; the next orphan sweep retries");
+                continue;
+            }
+        };
+        let old: Vec<_> = listed.into_iter().filter(|o| o.modified < before).collect();
+        if old.is_empty() {
+            continue;
+        }
+        // Read after the listing: a row written meanwhile is seen.
+        let named = state.store.referenced_objects().await?;
+        for o in old.iter().filter(|o| !named.contains(&o.key)) {
+            match state.blobs.delete(&o.key).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(object = %o.key, error = %e, "cannot delete an orphaned object")
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// One pass over every kind, as of `now`.
@@ -340,6 +379,7 @@ async fn sweep_output(state: &AppState, before: Millis, out: &mut Swept) -> Resu
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let every = state.retention.sweep_every.max(Duration::from_secs(1));
     let mut next = tokio::time::Instant::now() + every;
+    let mut orphans_next = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -354,6 +394,19 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             Ok(swept) if swept.is_empty() => tracing::debug!("retention sweep: nothing expired"),
             Ok(swept) => tracing::info!(?swept, "retention sweep"),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; retrying next time"),
+        }
+        if tokio::time::Instant::now() >= orphans_next {
+            let pass = sweep_orphans(&state, now_ms());
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = pass => r,
+            };
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "orphaned objects removed"),
+                Err(e) => tracing::warn!(error = %e, "orphan sweep failed; retrying tomorrow"),
+            }
+            orphans_next = tokio::time::Instant::now() + DAY;
         }
         next = tokio::time::Instant::now() + every;
     }

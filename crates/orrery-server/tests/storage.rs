@@ -713,3 +713,52 @@ async fn artifacts_on_s3_are_served_from_the_bucket() {
     assert_eq!(r.json["bytes"]["artifacts"], total as i64);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_no_row_names_are_removed_once_a_day_old() {
+    let s = TestServer::start_with(|c| c.retention.sweep_every = Duration::from_secs(3600)).await;
+    let state = &s.server.state;
+    let repo = s.repo("app", RETENTION_CONFIG);
+    s.create_project(SLUG, &repo, json!({})).await;
+    let p = s.trigger(SLUG, json!({})).await;
+    let wf = s.workflows(&id(&p), 1).await.remove(0);
+    s.wait_workflow(&id(&wf), &["on_hold", "failed"]).await;
+    let named = state.store.referenced_objects().await.unwrap();
+    assert!(
+        named.len() >= 3,
+        "a cache, a workspace layer, artifacts: {named:?}"
+    );
+
+    // Uploads whose rows were never written (the server stopped between).
+    let strays = [
+        "caches/p/stray",
+        "workspaces/w/job/stray",
+        "artifacts/j/0/stray",
+    ];
+    for key in strays {
+        state
+            .blobs
+            .put_bytes(key, b"left over".to_vec())
+            .await
+            .unwrap();
+    }
+    // Young: kept (an upload may be about to write its row).
+    assert_eq!(retention::sweep_orphans(state, now_ms()).await.unwrap(), 0);
+    for key in strays {
+        assert_eq!(state.blobs.size(key).await.unwrap(), Some(9), "{key}");
+    }
+    // A day and more later: the strays go, every named object stays.
+    let later = now_ms() + 2 * 24 * 3600 * 1000;
+    assert_eq!(retention::sweep_orphans(state, later).await.unwrap(), 3);
+    for key in strays {
+        assert_eq!(state.blobs.size(key).await.unwrap(), None, "{key}");
+    }
+    for object in &named {
+        assert!(
+            state.blobs.size(object).await.unwrap().is_some(),
+            "{object} was kept"
+        );
+    }
+    assert_eq!(retention::sweep_orphans(state, later).await.unwrap(), 0);
+    s.stop().await;
+}

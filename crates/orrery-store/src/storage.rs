@@ -117,6 +117,17 @@ fn test_row(r: &sqlx::any::AnyRow) -> Result<TestRow> {
 }
 
 impl Store {
+    /// Every object the index names: caches in any state, workspace layers
+    /// and artifacts (what the orphan sweep must keep).
+    pub async fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT object FROM caches UNION SELECT object FROM workspace_layers UNION SELECT object FROM artifacts",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| get(r, "object")).collect()
+    }
+
     // ---- caches ----
 
     /// Claims a cache key for saving into `object`. `false` when the key is
