@@ -236,4 +236,13 @@ DROP INDEX tasks_queued
     (10, crate::storage::MIGRATION),
     // Passwords and web sessions.
     (11, crate::accounts::MIGRATION),
+    // Test cases: the retention sweep deletes by age, and flaky detection
+    // looks for the same test on the same revision.
+    (
+        12,
+        r#"
+CREATE INDEX test_cases_by_age ON test_cases (created_at);
+CREATE INDEX test_cases_by_test ON test_cases (project_id, classname, name, revision)
+"#,
+    ),
 ];
