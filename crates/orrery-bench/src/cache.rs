@@ -31,10 +31,9 @@ use serde_json::{Value, json};
 
 use crate::exec::tempfile_lite::Dir;
 use crate::exec::{git, orrery_binary};
-use crate::server::{self, Proc};
+use crate::server::{self, Api, Proc};
 use crate::{report_memory, report_rate};
 
-const TOKEN: &str = "orrery-bench-admin-token-0123456789";
 const CLASS: &str = "bench/cache";
 const KEY: &str = "bench-cache-v1";
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
@@ -542,39 +541,6 @@ workflows:
     )
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(base: &str) -> Api {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Api {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("HTTP client"),
-            base: base.to_string(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("Circle-Token", TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{path}: {status}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-}
-
 /// What one run of the two jobs measured.
 struct Measured {
     save: Duration,
@@ -614,26 +580,14 @@ fn orrery_run(bin: &Path, dir: &Path, data: &Path, file_bytes: u64, storage: &St
     let api = Api::new(&base);
     let slug = "gh/bench/cache";
     let token = rt.block_on(async {
-        api.call(
-            Method::POST,
-            "/api/v3/runner/resource",
-            Some(json!({"resource_class": CLASS})),
-        )
-        .await;
-        let token = api
-            .call(
-                Method::POST,
-                "/api/v3/runner/token",
-                Some(json!({"resource_class": CLASS, "nickname": "bench"})),
-            )
-            .await;
+        let token = api.runner_token(CLASS).await;
         api.call(
             Method::POST,
             &format!("/api/v2/project/{slug}"),
             Some(json!({"repo_url": repo.display().to_string()})),
         )
         .await;
-        token["token"].as_str().expect("runner token").to_string()
+        token
     });
     let runner = start_runner(bin, dir, &base, &token);
     rt.block_on(async {
@@ -716,9 +670,10 @@ fn orrery_run(bin: &Path, dir: &Path, data: &Path, file_bytes: u64, storage: &St
             let mut text = String::new();
             for n in [save_job, restore_job] {
                 let out = api
-                    .http
-                    .get(format!("{base}/api/v2/project/{slug}/job/{n}/output"))
-                    .header("Circle-Token", TOKEN)
+                    .request(
+                        Method::GET,
+                        &format!("/api/v2/project/{slug}/job/{n}/output"),
+                    )
                     .send()
                     .await;
                 if let Ok(o) = out {
@@ -766,11 +721,10 @@ fn orrery_run(bin: &Path, dir: &Path, data: &Path, file_bytes: u64, storage: &St
         let (save, save_cpu) = step(save_details, "Saving Cache");
         let (restore, restore_cpu) = step(restore_details, "Restoring Cache");
         let output = api
-            .http
-            .get(format!(
-                "{base}/api/v2/project/{slug}/job/{restore_job}/output"
-            ))
-            .header("Circle-Token", TOKEN)
+            .request(
+                Method::GET,
+                &format!("/api/v2/project/{slug}/job/{restore_job}/output"),
+            )
             .send()
             .await
             .expect("job output")

@@ -221,7 +221,7 @@ impl Api {
         }
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .header("Circle-Token", TOKEN)
@@ -237,6 +237,24 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         assert!(status.is_success(), "{path}: {status}: {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Creates resource class `class`; a runner token for it.
+    pub(crate) async fn runner_token(&self, class: &str) -> String {
+        self.call(
+            Method::POST,
+            "/api/v3/runner/resource",
+            Some(json!({"resource_class": class})),
+        )
+        .await;
+        let token = self
+            .call(
+                Method::POST,
+                "/api/v3/runner/token",
+                Some(json!({"resource_class": class, "nickname": "bench"})),
+            )
+            .await;
+        token["token"].as_str().expect("runner token").to_string()
     }
 
     pub(crate) async fn add_project(&self, name: &str, repo: &Path) -> String {
@@ -671,20 +689,7 @@ pub fn run() {
 
         let queued_embedded = queued_run(&api, &queued_slug).await;
 
-        api.call(
-            Method::POST,
-            "/api/v3/runner/resource",
-            Some(json!({"resource_class": REMOTE_CLASS})),
-        )
-        .await;
-        let token = api
-            .call(
-                Method::POST,
-                "/api/v3/runner/token",
-                Some(json!({"resource_class": REMOTE_CLASS, "nickname": "bench"})),
-            )
-            .await;
-        let token = token["token"].as_str().expect("runner token").to_string();
+        let token = api.runner_token(REMOTE_CLASS).await;
         let runner = start_runner(&bin, dir.path(), &base, &token, REMOTE_SLOTS);
         // Wait until it has registered.
         let registered = Instant::now();
