@@ -404,6 +404,13 @@ await step("open the running job and see its output lines arrive live", ["approv
   check(JSON.stringify(lines) === "[1,2,3,4,5,6,7,8]", `lines in order, once each: ${JSON.stringify(lines)}`);
   await page.locator(`${tid("step")}[data-name="Slow output"][data-status="success"]`).waitFor();
   await assertNotReloaded(page, "the output arrived");
+  // Timestamps on demand: every line shows when it arrived, whether it was
+  // stored before the page opened or came live.
+  await stepEl.locator(tid("timestamps")).or(page.locator(tid("timestamps"))).first().click();
+  await page.waitForFunction(() => {
+    const ts = [...document.querySelectorAll('[data-name="Slow output"] .ts')].map((e) => e.textContent.trim());
+    return ts.length >= 8 && ts.every((t) => /^\d\d:\d\d:\d\d$/.test(t));
+  }, null, { timeout: 20000 });
   // The whole log, raw.
   const raw = page.locator(tid("raw-log")).first();
   check((await raw.count()) === 1, "a link to the raw log");

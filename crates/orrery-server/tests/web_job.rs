@@ -667,3 +667,76 @@ async fn large_output_keeps_the_page_small() {
     assert!(pieces > 1, "streamed in pieces");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_output_keeps_when_each_chunk_arrived() {
+    let s = TestServer::start().await;
+    let (mut admin, _) = two_browsers(&s).await;
+    let config = "version: 2.1\njobs:\n  build:\n    machine: true\n    steps:\n      - run:\n          name: slowly\n          command: |\n            echo one\n            sleep 1\n            echo two\nworkflows:\n  main:\n    jobs: [build]\n";
+    let repo = s.repo("app", config);
+    s.create_project(SLUG, &repo, json!({})).await;
+    let before = orrery_store::now_ms();
+    let (p, wf) = s.run(SLUG, json!({})).await;
+    let after = orrery_store::now_ms();
+    assert_eq!(wf["status"], "success", "{wf}");
+    let job = s.job(&id(&wf), "build").await;
+    let page = admin.get(&job_path(SLUG, &p, &wf, &job)).await;
+    let step = step_index(&page.body, "slowly");
+    let job_id = id(&job);
+
+    let raw = admin
+        .get(&format!("/app/jobs/{job_id}/output?node=0&step={step}"))
+        .await;
+    assert_eq!(raw.bytes, b"one\ntwo\n");
+    let r = admin
+        .get(&format!(
+            "/app/jobs/{job_id}/output/times?node=0&step={step}"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let chunks: Value = serde_json::from_str(&r.body).unwrap();
+    let chunks = chunks["chunks"].as_array().unwrap().clone();
+    assert!(!chunks.is_empty(), "{chunks:?}");
+    // Offsets start at 0 and rise within the output; times are when the
+    // job ran, in order.
+    assert_eq!(chunks[0][0], 0);
+    let mut last = (-1i64, 0i64);
+    for c in &chunks {
+        let (offset, at) = (c[0].as_i64().unwrap(), c[1].as_i64().unwrap());
+        assert!(
+            offset > last.0 && offset < raw.bytes.len() as i64,
+            "{chunks:?}"
+        );
+        assert!(at >= before && at <= after && at >= last.1, "{chunks:?}");
+        last = (offset, at);
+    }
+    // Two lines a second apart arrive in two chunks (output is sent every
+    // 200 ms).
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let (first, second) = (
+        chunks[0][1].as_i64().unwrap(),
+        chunks[1][1].as_i64().unwrap(),
+    );
+    assert!(second - first >= 600, "{chunks:?}");
+
+    // Bad input.
+    for (q, status) in [
+        ("node=0", 400),
+        ("node=0&step=x", 400),
+        ("node=9&step=0", 404),
+        ("node=-1&step=0", 400),
+    ] {
+        let r = admin
+            .get(&format!("/app/jobs/{job_id}/output/times?{q}"))
+            .await;
+        assert_eq!(r.status, status, "{q}: {}", r.body);
+    }
+    let r = admin.get("/app/jobs/nope/output/times?step=0").await;
+    assert_eq!(r.status, 404);
+    let mut signed_out = Browser::new(&s);
+    let r = signed_out
+        .get(&format!("/app/jobs/{job_id}/output/times?step={step}"))
+        .await;
+    assert_eq!(r.status, 303);
+    s.stop().await;
+}

@@ -1338,11 +1338,12 @@ impl Store {
         seq: i64,
         data: &[u8],
     ) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO output (task_id, step_index, seq, data) VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, step_index, seq) DO NOTHING")
+        let done = sqlx::query("INSERT INTO output (task_id, step_index, seq, data, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, step_index, seq) DO NOTHING")
             .bind(task_id)
             .bind(step_index)
             .bind(seq)
             .bind(data)
+            .bind(now_ms())
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -1387,6 +1388,25 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| Ok((get(r, "seq")?, get(r, "data")?)))
+            .collect()
+    }
+
+    /// The sizes of a step's output chunks below `until_seq`, in order, and
+    /// when each arrived (`None` for output stored before that was kept).
+    pub async fn output_times(
+        &self,
+        task_id: &str,
+        step_index: i64,
+        until_seq: i64,
+    ) -> Result<Vec<(i64, Option<Millis>)>> {
+        let rows = sqlx::query("SELECT length(data) AS n, received_at FROM output WHERE task_id = $1 AND step_index = $2 AND seq < $3 ORDER BY seq")
+            .bind(task_id)
+            .bind(step_index)
+            .bind(until_seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "n")?, get(r, "received_at")?)))
             .collect()
     }
 

@@ -245,4 +245,6 @@ CREATE INDEX test_cases_by_age ON test_cases (created_at);
 CREATE INDEX test_cases_by_test ON test_cases (project_id, classname, name, revision)
 "#,
     ),
+    // When each output chunk arrived (timestamps on the job page).
+    (13, "ALTER TABLE output ADD COLUMN received_at BIGINT"),
 ];

@@ -151,6 +151,7 @@
     this.buf = new Uint8Array(64 * 1024); this.len = 0;
     this.starts = new Float64Array(1024); this.nlines = 1;
     this.states = new Map(); this.times = new Map();
+    this.chunks = null; this.loadingTimes = false;
     this.scanPos = 0; this.st = PLAIN;
     this.ready = false; this.truncated = false;
   };
@@ -219,11 +220,19 @@
     const last = Math.min(n, Math.ceil((top + seen) / LINE) + 10);
     const html = [];
     for (let i = first; i < last; i++) {
-      const ts = showTs ? '<span class="ts">' + (this.times.get(i) || "        ") + "</span>" : "";
+      const ts = showTs ? '<span class="ts">' + (this.times.get(i) || this.chunkTime(this.starts[i]) || "        ") + "</span>" : "";
       html.push('<div class="line">' + ts + renderLine(this.line(i), this.states.get(i) || PLAIN) + "</div>");
     }
     this.lines.style.top = first * LINE + "px";
     this.lines.innerHTML = html.join("");
+  };
+  // The arrival time of the stored chunk that holds byte `offset`.
+  View.prototype.chunkTime = function (offset) {
+    const c = this.chunks;
+    if (!c || !c.length || offset < c[0][0]) return "";
+    let lo = 0, hi = c.length - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (c[mid][0] <= offset) lo = mid; else hi = mid - 1; }
+    return c[lo][1];
   };
   View.prototype.note = function (text) {
     let p = this.details.querySelector(".view-note");
@@ -267,10 +276,30 @@
       }
       show();
       view.flush();
+      if (showTs) loadTimes(view);
     } catch (e) {
       // Keep what the server rendered.
       view.ready = false;
     }
+  }
+  // When the stored output arrived, chunk by chunk (once timestamps are
+  // shown); live chunks carry their own times.
+  async function loadTimes(view) {
+    if (view.chunks !== null || view.loadingTimes) return;
+    view.loadingTimes = true;
+    let url = "/app/jobs/" + jobId + "/output/times?node=" + node + "&step=" + view.index;
+    if (live) url += "&until=" + ((marks && marks.get(view.index)) || 0);
+    try {
+      const r = await fetch(url, { credentials: "same-origin" });
+      if (r.ok) {
+        const j = await r.json();
+        view.chunks = j.chunks.map(c => [c[0], c[1] === null ? "" : new Date(c[1]).toTimeString().slice(0, 8)]);
+        view.schedule();
+      }
+    } catch (e) {
+      // The timestamps stay blank.
+    }
+    view.loadingTimes = false;
   }
   function openStep(d) {
     const index = Number(d.dataset.index);
@@ -291,7 +320,7 @@
       showTs = !showTs;
       tsButton.setAttribute("aria-pressed", String(showTs));
       root.classList.toggle("with-ts", showTs);
-      for (const v of views.values()) v.schedule();
+      for (const v of views.values()) { if (showTs) loadTimes(v); v.schedule(); }
     });
   }
 

@@ -49,6 +49,7 @@ const MAX_OTHER_TESTS: usize = 2000;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/app/jobs/{id}/output", get(raw_output))
+        .route("/app/jobs/{id}/output/times", get(output_times))
         .route("/app/jobs/{id}/live", get(live))
         .route("/app/jobs/{id}/artifacts/{node}/{*path}", get(artifact))
         .route("/app/jobs/{id}/cancel", post(cancel))
@@ -664,6 +665,43 @@ async fn raw_output(
     ] {
         h.insert(k, HeaderValue::from_static(v));
     }
+    Ok(r)
+}
+
+/// When a step's stored output arrived, for the page's timestamps:
+/// `{"chunks": [[offset, unix ms or null], ...]}`, each chunk's first byte's
+/// offset in the step's output (what the raw route sends, with the same
+/// `until`).
+async fn output_times(
+    state: St,
+    _user: WebUser,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Html {
+    let job = job_by_id(&state, &id).await?;
+    let q: RawQueryParams = parse_query(query)?;
+    let node = index("node", q.node.as_deref())?.unwrap_or(0);
+    let step = index("step", q.step.as_deref())?
+        .ok_or_else(|| ApiError::BadRequest("step is required".into()))?;
+    let until = index("until", q.until.as_deref())?.unwrap_or(i64::MAX);
+    let task = latest_tasks(state.store.tasks_of_job(&job.id).await?)
+        .remove(&node)
+        .ok_or_else(|| ApiError::NotFound(format!("Node {node} of the job has no output")))?;
+    let mut offset = 0i64;
+    let chunks: Vec<serde_json::Value> = state
+        .store
+        .output_times(&task.id, step, until)
+        .await?
+        .into_iter()
+        .map(|(size, at)| {
+            let here = offset;
+            offset += size;
+            serde_json::json!([here, at])
+        })
+        .collect();
+    let mut r = axum::Json(serde_json::json!({ "chunks": chunks })).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
