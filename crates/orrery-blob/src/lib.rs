@@ -302,29 +302,39 @@ impl Blobs {
                 if n == 0 {
                     break;
                 }
-                let chunk: &[u8] = if options.footer {
-                    held.extend_from_slice(&buf[..n]);
-                    if held.len() <= FOOTER_LEN {
+                // What is stored now: with a footer, all but the last
+                // FOOTER_LEN bytes seen, partly from those held back before.
+                let (from_held, from_buf) = if options.footer {
+                    let total = held.len() + n;
+                    if total <= FOOTER_LEN {
+                        held.extend_from_slice(&buf[..n]);
                         continue;
                     }
-                    let take = held.len() - FOOTER_LEN;
-                    buf[..take].copy_from_slice(&held[..take]);
-                    held.drain(..take);
-                    &buf[..take]
+                    let emit = total - FOOTER_LEN;
+                    let h = emit.min(held.len());
+                    (h, emit - h)
                 } else {
-                    &buf[..n]
+                    (0, n)
                 };
-                size += chunk.len() as u64;
-                if let Some(limit) = limit
-                    && size > limit
-                {
-                    return Err(BlobError::TooLarge { limit });
+                for part in [&held[..from_held], &buf[..from_buf]] {
+                    if part.is_empty() {
+                        continue;
+                    }
+                    size += part.len() as u64;
+                    if let Some(limit) = limit
+                        && size > limit
+                    {
+                        return Err(BlobError::TooLarge { limit });
+                    }
+                    hasher.update(part);
+                    writer.write_all(part).await.map_err(|e| {
+                        BlobError::Store(format!("writing to {}: {e}", self.location))
+                    })?;
                 }
-                hasher.update(chunk);
-                writer
-                    .write_all(chunk)
-                    .await
-                    .map_err(|e| BlobError::Store(format!("writing to {}: {e}", self.location)))?;
+                if options.footer {
+                    held.drain(..from_held);
+                    held.extend_from_slice(&buf[from_buf..n]);
+                }
             }
             Ok(())
         }

@@ -322,3 +322,53 @@ async fn an_s3_compatible_server() {
         "{err}"
     );
 }
+
+/// Hands out its data a few bytes at a time (1 to 61, varying).
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.step = (self.step * 7 + 3) % 61 + 1;
+        let n = self
+            .step
+            .min(self.data.len() - self.at)
+            .min(buf.remaining());
+        let at = self.at;
+        buf.put_slice(&self.data[at..at + n]);
+        self.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_footer_arriving_in_small_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Blobs::open(dir.path().to_str().unwrap(), &[]).unwrap();
+    let options = PutOptions {
+        footer: true,
+        ..Default::default()
+    };
+    for len in [0usize, 1, 39, 40, 41, 79, 80, 81, 1000, 70_001] {
+        let body = data(len, len as u8);
+        let sha: [u8; 32] = Sha256::digest(&body).into();
+        let mut sent = body.clone();
+        sent.extend_from_slice(&orrery_blob::footer(&sha, len as u64));
+        let key = format!("caches/p/trickle-{len}");
+        let reader = Trickle {
+            data: sent,
+            at: 0,
+            step: len,
+        };
+        let stored = b.put(&key, reader, &options).await.unwrap();
+        assert_eq!(stored.size, len as u64);
+        assert_eq!(read_all(&b, &key).await, body, "{len} bytes");
+    }
+}
