@@ -1356,15 +1356,8 @@ impl Store {
         step_index: i64,
         from_seq: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT seq, data FROM output WHERE task_id = $1 AND step_index = $2 AND seq >= $3 ORDER BY seq")
-            .bind(task_id)
-            .bind(step_index)
-            .bind(from_seq)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((get(r, "seq")?, get(r, "data")?)))
-            .collect()
+        self.output_page(task_id, step_index, from_seq, i64::MAX, i64::MAX)
+            .await
     }
 
     /// At most `limit` output chunks of a step with `from_seq <= seq <

@@ -90,13 +90,60 @@ async fn output(
             .map(|s| s.step_index)
             .collect(),
     };
-    let mut bytes = Vec::new();
-    for step in steps {
-        for (_, chunk) in state.store.output(&task.id, step, 0).await? {
-            bytes.extend_from_slice(&chunk);
-        }
-    }
-    Ok(([("content-type", "application/octet-stream")], bytes).into_response())
+    let body = stored_output(Arc::clone(&state), task.id.clone(), steps, i64::MAX);
+    Ok(([("content-type", "application/octet-stream")], body).into_response())
+}
+
+/// Output chunks read from the store at a time by [`stored_output`].
+const STORED_PAGE: i64 = 16;
+
+/// The stored output of `steps` of a task (chunks below `until` each), as a
+/// body streamed a few chunks at a time: a long log is never held whole.
+pub fn stored_output(
+    state: Arc<AppState>,
+    task: String,
+    steps: Vec<i64>,
+    until: i64,
+) -> axum::body::Body {
+    let stream = futures_util::stream::unfold(
+        (state, task, steps.into_iter(), None::<(i64, i64)>, false),
+        move |(state, task, mut steps, mut at, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let (step, from) = match at {
+                    Some(a) => a,
+                    None => (steps.next()?, 0),
+                };
+                match state
+                    .store
+                    .output_page(&task, step, from, until, STORED_PAGE)
+                    .await
+                {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading output");
+                        let err = std::io::Error::other(e.to_string());
+                        return Some((Err(err), (state, task, steps, at, true)));
+                    }
+                    Ok(page) if page.is_empty() => at = None,
+                    Ok(page) => {
+                        let next = page.last().map_or(from, |(s, _)| s + 1);
+                        let mut bytes = Vec::with_capacity(page.iter().map(|(_, d)| d.len()).sum());
+                        for (_, d) in page {
+                            bytes.extend_from_slice(&d);
+                        }
+                        at = Some((step, next));
+                        return Some((
+                            Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)),
+                            (state, task, steps, at, false),
+                        ));
+                    }
+                }
+            }
+        },
+    );
+    axum::body::Body::from_stream(stream)
 }
 
 /// Where a watcher is.

@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
@@ -29,7 +28,7 @@ use super::{St, respond};
 use crate::AppState;
 use crate::api::artifacts::{artifact_response, encode_segment};
 use crate::api::insights::{TestKey, flaky_keys, test_key};
-use crate::api::live::{is_job_terminal, job_stream, latest_tasks};
+use crate::api::live::{is_job_terminal, job_stream, latest_tasks, stored_output};
 use crate::api::v2::pipeline_and_project;
 use crate::api::{path_id, path_number};
 use crate::error::ApiError;
@@ -41,8 +40,6 @@ use crate::web::{Html, WebUser, redirect};
 pub const TAIL: usize = 64 * 1024;
 /// The most output one page shows, all steps together.
 const PAGE_BUDGET: usize = 160 * 1024;
-/// Output chunks read from the store at a time when streaming raw output.
-const RAW_PAGE: i64 = 16;
 /// Test cases listed besides the failures.
 const MAX_OTHER_TESTS: usize = 2000;
 
@@ -616,46 +613,8 @@ async fn raw_output(
         }
         None => all,
     };
-    let app = Arc::clone(&state);
-    let stream = futures_util::stream::unfold(
-        (app, task.id, steps.into_iter(), None::<(i64, i64)>, false),
-        move |(state, task, mut steps, mut at, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let (step, from) = match at {
-                    Some(a) => a,
-                    None => (steps.next()?, 0),
-                };
-                match state
-                    .store
-                    .output_page(&task, step, from, until, RAW_PAGE)
-                    .await
-                {
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading output");
-                        let err = std::io::Error::other(e.to_string());
-                        return Some((Err(err), (state, task, steps, at, true)));
-                    }
-                    Ok(page) if page.is_empty() => at = None,
-                    Ok(page) => {
-                        let next = page.last().map_or(from, |(s, _)| s + 1);
-                        let mut bytes = Vec::with_capacity(page.iter().map(|(_, d)| d.len()).sum());
-                        for (_, d) in page {
-                            bytes.extend_from_slice(&d);
-                        }
-                        at = Some((step, next));
-                        return Some((
-                            Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)),
-                            (state, task, steps, at, false),
-                        ));
-                    }
-                }
-            }
-        },
-    );
-    let mut r = Body::from_stream(stream).into_response();
+    let body = stored_output(Arc::clone(&state), task.id, steps, until);
+    let mut r = body.into_response();
     let h = r.headers_mut();
     for (k, v) in [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
